@@ -1,0 +1,105 @@
+"""Readers for benchmark files in their native layouts (MMLU, C-Eval, GSM8K, AdvBench, XSTest).
+
+The tiny world writes these layouts and the real datasets ship in them, so one reader
+serves both. A malformed file raises `FormatError` naming the file and the line.
+
+    items = read_mmlu(Path("data/mmlu"), split="test")      # [MCItem(...), ...]
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class FormatError(ValueError):
+    """A benchmark file does not have the layout its reader expects."""
+
+
+@dataclass(frozen=True)
+class MCItem:
+    subject: str
+    question: str
+    choices: tuple[str, ...]
+    answer: int  # index into choices
+
+
+@dataclass(frozen=True)
+class GenItem:
+    prompt: str
+    reference: str
+
+
+def _mc_rows(path: Path, rows, subject: str, first: int) -> list[MCItem]:
+    items = []
+    for n, row in enumerate(rows, start=first):
+        if len(row) < 6 or row[5].strip() not in ("A", "B", "C", "D"):
+            raise FormatError(f"{path}:{n}: expected question,A,B,C,D,answer with answer in A-D, got {row!r:.120}")
+        items.append(MCItem(subject, row[0], tuple(row[1:5]), "ABCD".index(row[5].strip())))
+    return items
+
+
+def read_mmlu(root: Path, split: str = "test") -> list[MCItem]:
+    """MMLU: `<root>/<split>/<subject>_<split>.csv`, no header, rows question,A,B,C,D,answer."""
+    files = sorted((Path(root) / split).glob(f"*_{split}.csv"))
+    if not files:
+        raise FormatError(f"{root}/{split}: no *_{split}.csv files (MMLU layout expected)")
+    items = []
+    for path in files:
+        with path.open(encoding="utf-8", newline="") as f:
+            items += _mc_rows(path, csv.reader(f), path.name[: -len(f"_{split}.csv")], 1)
+    return items
+
+
+def read_ceval(root: Path, split: str = "val") -> list[MCItem]:
+    """C-Eval: `<root>/<split>/<subject>_<split>.csv` with header id,question,A,B,C,D,answer[,explanation]."""
+    files = sorted((Path(root) / split).glob(f"*_{split}.csv"))
+    if not files:
+        raise FormatError(f"{root}/{split}: no *_{split}.csv files (C-Eval layout expected)")
+    items = []
+    for path in files:
+        with path.open(encoding="utf-8", newline="") as f:
+            reader = csv.DictReader(f)
+            missing = {"question", "A", "B", "C", "D", "answer"} - set(reader.fieldnames or [])
+            if missing:
+                raise FormatError(f"{path}:1: header lacks {sorted(missing)} (C-Eval layout expected)")
+            rows = [[r["question"], r["A"], r["B"], r["C"], r["D"], r["answer"]] for r in reader]
+            items += _mc_rows(path, rows, path.name[: -len(f"_{split}.csv")], 2)
+    return items
+
+
+def read_jsonl(path: Path, required: tuple[str, ...]) -> list[dict]:
+    rows = []
+    with Path(path).open(encoding="utf-8") as f:
+        for n, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise FormatError(f"{path}:{n}: not valid JSON ({e.msg})") from None
+            if missing := [k for k in required if k not in row]:
+                raise FormatError(f"{path}:{n}: missing key(s) {missing}")
+            rows.append(row)
+    return rows
+
+
+def read_gsm8k(path: Path) -> list[GenItem]:
+    """GSM8K JSONL: {question, answer}; the answer's last line is `#### <number>`."""
+    rows = read_jsonl(path, ("question", "answer"))
+    for n, r in enumerate(rows, start=1):
+        if "####" not in r["answer"]:
+            raise FormatError(f"{path}:{n}: answer has no '#### <number>' line")
+    return [GenItem(r["question"], r["answer"].split("####")[-1].strip().replace(",", "")) for r in rows]
+
+
+def read_prompts_csv(path: Path, column: str, where: dict[str, str] | None = None) -> list[str]:
+    """One column of a prompt CSV (AdvBench `goal`, XSTest `prompt`), optionally filtered."""
+    with Path(path).open(encoding="utf-8", newline="") as f:
+        reader = csv.DictReader(f)
+        needed = {column, *(where or {})}
+        if missing := needed - set(reader.fieldnames or []):
+            raise FormatError(f"{path}:1: header lacks {sorted(missing)}")
+        return [r[column] for r in reader if all(r[k] == v for k, v in (where or {}).items())]

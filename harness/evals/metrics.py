@@ -1,0 +1,31 @@
+"""What each reported metric means: direction, label and format. Reports and the gate read this.
+
+    METRICS["ppl_in_domain"].higher_is_better   # False
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Metric:
+    label: str
+    higher_is_better: bool
+    fmt: str = "{:.3f}"
+    suite: str = ""
+
+
+METRICS = {
+    "ppl_in_domain": Metric("PPL in-domain", False, "{:.2f}", "perplexity"),
+    "ppl_general": Metric("PPL general", False, "{:.2f}", "perplexity"),
+    "task_exact_match": Metric("task EM", True, "{:.3f}", "task"),
+    "task_rouge_l": Metric("task ROUGE-L", True, "{:.3f}", "task"),
+    "task_chrf": Metric("task chrF", True, "{:.1f}", "task"),
+    "mmlu_cloze_acc": Metric("MMLU-layout acc (cloze)", True, "{:.3f}", "knowledge"),
+    "ceval_cloze_acc": Metric("C-Eval-layout acc (cloze)", True, "{:.3f}", "knowledge"),
+    "mmlu_letter_acc": Metric("MMLU-layout acc (letter)", True, "{:.3f}", "knowledge"),
+    "ceval_letter_acc": Metric("C-Eval-layout acc (letter)", True, "{:.3f}", "knowledge"),
+    "refusal_harmful": Metric("refusal harmful", True, "{:.3f}", "safety"),
+    "refusal_benign": Metric("over-refusal benign", False, "{:.3f}", "safety"),
+}
