@@ -1,0 +1,90 @@
+"""Everything one matrix cell does, in order: load, prepare, train under budget, evaluate, store.
+
+The runner starts it in a child process (`python -m harness.cell CELL.json RESULTS_DIR`)
+so a crash or an out-of-memory cannot take the matrix, or the next cell's memory
+numbers, with it.
+
+    result = run_cell(cell, Path("results/smoke"))
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from harness import env, models, store
+from harness.matrix import BASE, Cell, resolve_params
+
+
+def _artifact_bytes(model) -> int:
+    """Size on disk of what the strategy trained (the adapter alone for peft methods)."""
+    tmp = Path(tempfile.mkdtemp(prefix="harness-artifact-"))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        return sum(f.stat().st_size for f in tmp.rglob("*") if f.is_file())
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def run_cell(cell: Cell, results_dir: Path, progress=print) -> dict:
+    from transformers import set_seed
+
+    import strategies  # noqa: F401  (registers the built-ins)
+    from harness.data import budgeted, encode, load_split
+    from harness.evals.suites import run_suites
+    from harness.train import train
+    from strategies.base import STRATEGIES, count_trainable
+
+    started = time.time()
+    root = Path(cell.root)
+    result = {"id": cell.id, "label": cell.label, "matrix": cell.matrix, "cell": cell.model_dump(mode="json"),
+              "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "env": env.capture()}
+    set_seed(cell.seed)
+    model, tok = models.load(cell.model, root)
+    result["total_params"] = sum(p.numel() for p in model.parameters())
+    status, reason, usage = "ok", None, None
+    if cell.strategy == BASE:
+        result["trainable_params"] = 0
+    else:
+        strategy = STRATEGIES.get(cell.strategy)()
+        params = resolve_params(strategy.Params, cell.params)
+        if reason := strategy.check(model, params):
+            return _finish(results_dir, result, "not_applicable", reason, started)
+        model = strategy.prepare(model, params)
+        result["trainable_params"] = count_trainable(model)
+        rows = load_split(cell.data, root, "train")
+        examples = budgeted([encode(tok, r, cell.data.max_length) for r in rows], cell.budget["tokens"], cell.seed)
+        progress(f"  train {cell.label}: {len(examples)} examples, {cell.budget['tokens']:,} tokens")
+        usage = train(model, tok, examples, cell.train, cell.budget, cell.seed)
+        result["usage"] = usage
+        result["artifact_bytes"] = _artifact_bytes(model)
+        if usage["stopped_by"] == "nan":
+            return _finish(results_dir, result, "diverged", "loss became NaN/inf during training", started)
+        if usage["stopped_by"] in ("time", "memory"):
+            status, reason = "over_budget", f"stopped by the {usage['stopped_by']} cap before the token budget"
+    metrics, items = run_suites(model, tok, cell, progress)
+    result["metrics"] = metrics
+    return _finish(results_dir, result, status, reason, started, items)
+
+
+def _finish(results_dir: Path, result: dict, status: str, reason: str | None, started: float,
+            items: dict | None = None) -> dict:
+    result.update(status=status, reason=reason, wall_seconds=round(time.time() - started, 1),
+                  finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    store.save(results_dir, result, items)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    cell_json, results_dir = (argv or sys.argv[1:])[:2]
+    cell = Cell.model_validate_json(Path(cell_json).read_text("utf-8"))
+    run_cell(cell, Path(results_dir))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,132 @@
+"""`harness` command line: each subcommand parses, calls one function, and maps errors to exit codes.
+
+Exit codes: 0 done, 2 bad input (the message names the file and key), 1 anything else.
+
+    harness run --matrix suites/smoke.yaml
+    harness validate suites/smoke.yaml
+    harness leaderboard results/smoke
+    harness zoo build tiny-world
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from harness.config import ConfigError
+
+# Nothing here may reach a model hub unless a matrix names a hub id; offline errors then come at
+# once instead of after a minute of retries. Set HF_HUB_OFFLINE=0 to allow downloads.
+for _var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+    os.environ.setdefault(_var, "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
+
+
+def resolve_matrix_path(value: str) -> Path:
+    """A path, or the name of a shipped suite (`smoke` -> suites/smoke.yaml)."""
+    path = Path(value)
+    if path.exists() or path.suffix:
+        return path
+    shipped = SUITES_DIR / f"{value}.yaml"
+    return shipped if shipped.exists() else path
+
+
+def cmd_run(args) -> int:
+    from harness.config import load_matrix
+    from harness.report.leaderboard import write_leaderboard
+    from harness.runner import run_matrix
+
+    path = resolve_matrix_path(args.matrix)
+    spec = load_matrix(path)
+    out = Path(args.out) if args.out else Path("results") / spec.name
+    results = run_matrix(spec, path.resolve().parent, out, rerun=args.rerun, isolate=not args.in_process)
+    board = write_leaderboard(out, spec.name)
+    bad = [r for r in results if r["status"] == "failed"]
+    print(f"leaderboard: {board}" + (f"  ({len(bad)} cell(s) failed; see the notes under the table)" if bad else ""))
+    return 1 if bad else 0
+
+
+def cmd_validate(args) -> int:
+    from harness.config import load_matrix
+    from harness.matrix import expand
+
+    path = resolve_matrix_path(args.matrix)
+    cells = expand(load_matrix(path), path.resolve().parent)
+    print(f"{path}: valid, {len(cells)} cells")
+    for c in cells:
+        print(f"  {c.id}  {c.model.id}  {c.label}")
+    return 0
+
+
+def cmd_leaderboard(args) -> int:
+    from harness.report.leaderboard import write_leaderboard
+
+    print(write_leaderboard(Path(args.results)))
+    return 0
+
+
+def cmd_zoo_build(args) -> int:
+    import torch
+
+    from harness.paths import ZOO
+    from harness.world.build import BuildConfig, build
+    from harness.world.card import passes
+
+    if args.name != "tiny-world":
+        raise ConfigError(f"zoo build: unknown entry {args.name!r} (known: tiny-world)")
+    torch.set_num_threads(os.cpu_count() or 1)
+    out = Path(args.out) if args.out else ZOO / args.name
+    kwargs = {"tokens": args.tokens} if args.tokens else {}
+    report = build(BuildConfig(out=out, seed=args.seed, **kwargs))
+    print(f"built {out}: {report['params']:,} params, {report['train_tokens']:,} tokens in {report['train_seconds']}s")
+    for key, ok in passes(report["scores"]).items():
+        print(f"  {key:<22} {report['scores'][key]:.3f}  {'pass' if ok else 'FAIL'}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="harness", description="Benchmark fine-tuning strategies on one budget.")
+    sub = p.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run a matrix (finished cells are reused) and write its leaderboard")
+    run.add_argument("--matrix", required=True, help="matrix YAML, or a shipped suite name such as 'smoke'")
+    run.add_argument("--out", help="results folder (default results/<matrix name>)")
+    run.add_argument("--rerun", action="store_true", help="run every cell again, finished or not")
+    run.add_argument("--in-process", action="store_true", help="run cells in this process (debugging)")
+    run.set_defaults(func=cmd_run)
+    val = sub.add_parser("validate", help="check a matrix file and list its cells without running anything")
+    val.add_argument("matrix")
+    val.set_defaults(func=cmd_validate)
+    lb = sub.add_parser("leaderboard", help="(re)render LEADERBOARD.md and leaderboard.csv from a results folder")
+    lb.add_argument("results")
+    lb.set_defaults(func=cmd_leaderboard)
+    zoo = sub.add_parser("zoo", help="the shipped tiny world").add_subparsers(dest="zoo_command", required=True)
+    zb = zoo.add_parser("build", help="rebuild a zoo model from its seed (tiny-world: about 30 CPU-minutes)")
+    zb.add_argument("name")
+    zb.add_argument("--out", help="output folder (default: the package's zoo, replacing the shipped build)")
+    zb.add_argument("--seed", type=int, default=0)
+    zb.add_argument("--tokens", type=int, help="pretraining tokens (default: the shipped build's)")
+    zb.set_defaults(func=cmd_zoo_build)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as e:
+        print(f"harness: invalid input\n{e}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as e:
+        print(f"harness: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("harness: interrupted; finished cells are kept, run the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""Expand a `MatrixSpec` into cells: models x strategies x parameter grid x seeds, plus a base cell per model.
+
+A cell's id is a hash of its canonical resolved config, so the same experiment has the
+same id in any matrix and on any machine (paths are kept as written, not made absolute).
+
+    cells = expand(load_matrix(Path("suites/smoke.yaml")), root=Path("suites"))
+    [c.label for c in cells]   # ['base', 'full', 'lora r=4', 'lora r=16']
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import json
+import typing
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError, create_model
+
+from harness.config import DataSpec, EvalSpec, MatrixSpec, ModelSpec, TrainSpec, format_errors
+
+BASE = "base"  # the untrained base model: every delta is measured against it
+
+
+class Cell(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    matrix: str
+    model: ModelSpec
+    strategy: str
+    params: dict[str, Any]
+    data: DataSpec
+    budget: dict[str, Any]
+    train: TrainSpec
+    seed: int
+    eval: EvalSpec
+    label: str = ""  # human name, e.g. "lora r=4"; not part of the id
+    root: str = "."  # folder that relative paths in the cell are relative to; not part of the id
+
+    @property
+    def id(self) -> str:
+        payload = self.model_dump(mode="json", exclude={"matrix", "root", "label"})
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
+
+
+@cache
+def _params_model(params_cls: type) -> type[BaseModel]:
+    """A pydantic model mirroring a strategy's Params dataclass, rejecting unknown keys."""
+    hints = typing.get_type_hints(params_cls)
+    fields = {}
+    for f in dataclasses.fields(params_cls):
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        fields[f.name] = (hints[f.name], default)
+    return create_model(f"{params_cls.__name__}Spec", __config__=ConfigDict(extra="forbid"), **fields)
+
+
+def resolve_params(params_cls: type, raw: dict[str, Any]):
+    """Validated Params instance (raises pydantic.ValidationError)."""
+    return params_cls(**_params_model(params_cls).model_validate(raw).model_dump())
+
+
+def _sweeps(params_cls: type, raw: dict[str, Any]) -> list[dict[str, Any]]:
+    """Grid points: a list value sweeps, unless the field itself takes a list (then a list of lists does)."""
+    hints = typing.get_type_hints(params_cls) if dataclasses.is_dataclass(params_cls) else {}
+    axes = []
+    for key, value in raw.items():
+        takes_list = "list" in str(hints.get(key, ""))
+        sweep = isinstance(value, list) and (not takes_list or all(isinstance(v, list) for v in value))
+        axes.append([(key, v) for v in value] if sweep and value else [(key, value)])
+    return [dict(point) for point in itertools.product(*axes)]
+
+
+def check_strategies(spec: MatrixSpec, source: str) -> list[str]:
+    import strategies  # noqa: F401  (registers the built-ins)
+    from strategies.base import STRATEGIES
+
+    problems = []
+    for i, entry in enumerate(spec.strategies):
+        try:
+            cls = STRATEGIES.get(entry.name)
+        except KeyError as e:
+            problems.append(f"{source}: strategies[{i}].name: {e.args[0]}")
+            continue
+        for point in _sweeps(cls.Params, entry.params):
+            try:
+                resolve_params(cls.Params, point)
+            except ValidationError as e:
+                problems += [p.replace(f"{source}: ", f"{source}: strategies[{i}].params.", 1)
+                             for p in format_errors(source, e)]
+            except (TypeError, ValueError) as e:
+                problems.append(f"{source}: strategies[{i}].params: {e}")
+    return problems
+
+
+def expand(spec: MatrixSpec, root: Path) -> list[Cell]:
+    """Every cell of the matrix, base cells first, in a stable order."""
+    import strategies  # noqa: F401
+    from strategies.base import STRATEGIES
+
+    common = dict(matrix=spec.name, data=spec.data, budget=spec.budget.model_dump(), eval=spec.eval, root=str(root))
+    cells = []
+    for model in spec.models:
+        cells.append(Cell(model=model, strategy=BASE, params={}, train=spec.train, seed=spec.seeds[0], label=BASE,
+                          **common))
+        for entry, seed in itertools.product(spec.strategies, spec.seeds):
+            cls = STRATEGIES.get(entry.name)
+            train = spec.train.model_copy(update=(entry.train.model_dump(exclude_unset=True) if entry.train else {}))
+            if train.learning_rate is None:
+                train = train.model_copy(update={"learning_rate": cls.defaults.learning_rate})
+            for point in _sweeps(cls.Params, entry.params):
+                params = dataclasses.asdict(resolve_params(cls.Params, point))
+                label = " ".join([entry.name] + [f"{k}={v}" for k, v in point.items()]
+                                 + ([f"seed={seed}"] if len(spec.seeds) > 1 else []))
+                cells.append(Cell(model=model, strategy=entry.name, params=params, train=train, seed=seed,
+                                  label=label, **common))
+    return cells

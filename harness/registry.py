@@ -1,0 +1,53 @@
+"""A small name -> object registry: decorator for built-ins, entry points for third parties.
+
+    STRATEGIES = Registry("strategy", entry_point_group="harness.strategies")
+    @STRATEGIES.register("lora")
+    class LoRA: ...
+    STRATEGIES.get("lora")
+"""
+
+from __future__ import annotations
+
+import difflib
+from importlib.metadata import entry_points
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    def __init__(self, kind: str, entry_point_group: str | None = None):
+        self.kind = kind
+        self.group = entry_point_group
+        self._items: dict[str, T] = {}
+        self._loaded_entry_points = False
+
+    def register(self, name: str):
+        if name != name.lower():
+            raise ValueError(f"{self.kind} names are lower case: {name!r}")
+
+        def add(obj: T) -> T:
+            if name in self._items and self._items[name] is not obj:
+                raise ValueError(f"{self.kind} {name!r} is already registered by {self._items[name]!r}")
+            self._items[name] = obj
+            return obj
+
+        return add
+
+    def _load_entry_points(self) -> None:
+        if self.group and not self._loaded_entry_points:
+            self._loaded_entry_points = True
+            for ep in entry_points(group=self.group):
+                self.register(ep.name)(ep.load())
+
+    def names(self) -> list[str]:
+        self._load_entry_points()
+        return sorted(self._items)
+
+    def get(self, name: str) -> T:
+        self._load_entry_points()
+        if name not in self._items:
+            close = difflib.get_close_matches(name, self._items, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise KeyError(f"unknown {self.kind} {name!r}{hint} (known: {', '.join(self.names())})")
+        return self._items[name]

@@ -1,0 +1,9 @@
+"""Built-in fine-tuning strategies; importing this package registers them.
+
+A third-party package adds one through the `harness.strategies` entry-point group.
+"""
+
+from strategies import full, lora  # noqa: F401  (imported for their registration)
+from strategies.base import STRATEGIES, Strategy, TrainDefaults, count_trainable, mark_trainable, register_strategy
+
+__all__ = ["STRATEGIES", "Strategy", "TrainDefaults", "count_trainable", "mark_trainable", "register_strategy"]
