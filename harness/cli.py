@@ -62,6 +62,22 @@ def cmd_validate(args) -> int:
     return 0
 
 
+def cmd_strategies(args) -> int:
+    import dataclasses
+
+    import strategies  # noqa: F401
+    from strategies.base import STRATEGIES
+
+    for name in STRATEGIES.names():
+        cls = STRATEGIES.get(name)
+        doc = (cls.__doc__ or sys.modules[cls.__module__].__doc__ or "").strip().splitlines()[0]
+        print(f"{name:<8} lr={cls.defaults.learning_rate:g}  {doc}")
+        for f in dataclasses.fields(cls.Params):
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+            print(f"    {f.name}: {f.type} = {default!r}")
+    return 0
+
+
 def cmd_leaderboard(args) -> int:
     from harness.report.leaderboard import write_leaderboard
 
@@ -100,6 +116,8 @@ def parser() -> argparse.ArgumentParser:
     val = sub.add_parser("validate", help="check a matrix file and list its cells without running anything")
     val.add_argument("matrix")
     val.set_defaults(func=cmd_validate)
+    st = sub.add_parser("strategies", help="list the registered strategies, their parameters and defaults")
+    st.set_defaults(func=cmd_strategies)
     lb = sub.add_parser("leaderboard", help="(re)render LEADERBOARD.md and leaderboard.csv from a results folder")
     lb.add_argument("results")
     lb.set_defaults(func=cmd_leaderboard)

@@ -20,7 +20,6 @@ class Registry(Generic[T]):
         self.kind = kind
         self.group = entry_point_group
         self._items: dict[str, T] = {}
-        self._loaded_entry_points = False
 
     def register(self, name: str):
         if name != name.lower():
@@ -35,17 +34,19 @@ class Registry(Generic[T]):
         return add
 
     def _load_entry_points(self) -> None:
-        if self.group and not self._loaded_entry_points:
-            self._loaded_entry_points = True
+        """Register entry points not seen yet (a package installed after start-up is found too)."""
+        if self.group:
             for ep in entry_points(group=self.group):
-                self.register(ep.name)(ep.load())
+                if ep.name not in self._items:
+                    self.register(ep.name)(ep.load())
 
     def names(self) -> list[str]:
         self._load_entry_points()
         return sorted(self._items)
 
     def get(self, name: str) -> T:
-        self._load_entry_points()
+        if name not in self._items:
+            self._load_entry_points()
         if name not in self._items:
             close = difflib.get_close_matches(name, self._items, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""

@@ -3,7 +3,7 @@
 A third-party package adds one through the `harness.strategies` entry-point group.
 """
 
-from strategies import full, lora  # noqa: F401  (imported for their registration)
+from strategies import adapter, bitfit, full, lora, prefix, qlora  # noqa: F401  (imported to register them)
 from strategies.base import STRATEGIES, Strategy, TrainDefaults, count_trainable, mark_trainable, register_strategy
 
 __all__ = ["STRATEGIES", "Strategy", "TrainDefaults", "count_trainable", "mark_trainable", "register_strategy"]

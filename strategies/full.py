@@ -15,7 +15,7 @@ class FullParams:
 @register_strategy("full")
 class Full:
     Params = FullParams
-    defaults = TrainDefaults(learning_rate=1e-4)
+    defaults = TrainDefaults(learning_rate=2e-5)  # typical for 0.5B-8B models
 
     def check(self, model, params):
         return None
@@ -23,3 +23,11 @@ class Full:
     def prepare(self, model, params):
         mark_trainable(model, lambda name: True)
         return model
+
+    def save(self, model, path):
+        model.save_pretrained(str(path), safe_serialization=True)
+
+    def load(self, base, path):
+        from transformers import AutoModelForCausalLM
+
+        return AutoModelForCausalLM.from_pretrained(str(path), dtype=base.dtype)

@@ -1,10 +1,32 @@
-"""LoRA (Hu et al., 2021) through peft: low-rank updates on the chosen linear layers."""
+"""LoRA (Hu et al., 2021) through peft: trainable low-rank updates B·A beside frozen linear layers.
+
+B starts at zero, so the prepared model computes exactly what the base model does.
+"""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
-from strategies.base import TrainDefaults, register_strategy
+from torch import nn
+
+from strategies.base import TrainDefaults, peft_load, peft_save, register_strategy
+
+ATTENTION_HINTS = ("attn", "attention")
+
+
+def linear_names(model: nn.Module, where: str) -> str | list[str]:
+    """peft target_modules for "all-linear", "attention" (every linear inside attention blocks) or a list."""
+    if where == "all-linear":
+        return where
+    if where != "attention":
+        raise ValueError(f"target_modules must be 'all-linear', 'attention' or a list of names, got {where!r}")
+    names = [n for n, m in model.named_modules()
+             if type(m).__name__ in ("Linear", "Conv1D", "Linear4bit", "Linear8bitLt")
+             and any(h in n.rsplit(".", 1)[0].split(".")[-1] for h in ATTENTION_HINTS)]
+    if not names:
+        raise ValueError("no linear layers inside attention blocks found")
+    return "^(" + "|".join(re.escape(n) for n in names) + ")$"  # peft full-matches a string as a regex
 
 
 @dataclass(frozen=True)
@@ -12,28 +34,39 @@ class LoRAParams:
     r: int = 8  # rank of the update; the matrix sweeps it (e.g. r: [4, 16, 64])
     alpha: float | None = None  # scaling numerator; None means 2 * r, the common choice
     dropout: float = 0.0
-    target_modules: str | list[str] = "all-linear"  # peft's shorthand for every linear layer but the head
-    use_rslora: bool = False
-    use_dora: bool = False
+    target_modules: str | list[str] = "all-linear"  # "all-linear", "attention", or module names
+    use_rslora: bool = False  # scale by alpha / sqrt(r) instead of alpha / r
+    use_dora: bool = False  # weight-decomposed LoRA
     extra: dict = field(default_factory=dict)  # any other peft LoraConfig field, passed through
+
+    def __post_init__(self):
+        if self.r < 1:
+            raise ValueError(f"r (LoRA rank) must be >= 1, got {self.r}")
+
+
+def lora_config(model: nn.Module, params: LoRAParams):
+    from peft import LoraConfig
+
+    targets = params.target_modules
+    return LoraConfig(
+        r=params.r, lora_alpha=params.alpha or 2 * params.r, lora_dropout=params.dropout,
+        target_modules=linear_names(model, targets) if isinstance(targets, str) else targets,
+        use_rslora=params.use_rslora, use_dora=params.use_dora, task_type="CAUSAL_LM", **params.extra,
+    )
 
 
 @register_strategy("lora")
 class LoRA:
     Params = LoRAParams
-    defaults = TrainDefaults(learning_rate=1e-3)
+    defaults = TrainDefaults(learning_rate=2e-4)  # the QLoRA paper's value for 7B-13B models
 
     def check(self, model, params):
-        if params.r < 1:
-            return f"LoRA rank must be >= 1, got {params.r}"
         return None
 
     def prepare(self, model, params):
-        from peft import LoraConfig, get_peft_model
+        from peft import get_peft_model
 
-        config = LoraConfig(
-            r=params.r, lora_alpha=params.alpha or 2 * params.r, lora_dropout=params.dropout,
-            target_modules=params.target_modules, use_rslora=params.use_rslora, use_dora=params.use_dora,
-            task_type="CAUSAL_LM", **params.extra,
-        )
-        return get_peft_model(model, config)
+        return get_peft_model(model, lora_config(model, params))
+
+    save = staticmethod(peft_save)
+    load = staticmethod(peft_load)

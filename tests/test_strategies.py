@@ -1,0 +1,188 @@
+"""Every registered strategy, on tiny Llama, Qwen2 and GPT-2 configs: exactly the intended
+parameters train, the loss goes down, frozen weights stay bit-identical, identity-at-init
+methods start as the base model, and save -> load on a fresh base reproduces the logits."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+import strategies  # noqa: F401
+from harness.matrix import resolve_params
+from strategies.base import STRATEGIES, count_trainable
+
+V = 256
+ARCHS = {
+    "llama": lambda: __import__("transformers").LlamaConfig(
+        vocab_size=V, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=4, attention_bias=True, mlp_bias=True),
+    "llama-nobias": lambda: __import__("transformers").LlamaConfig(
+        vocab_size=V, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=4),
+    "qwen2": lambda: __import__("transformers").Qwen2Config(
+        vocab_size=V, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2),
+    "gpt2": lambda: __import__("transformers").GPT2Config(vocab_size=V, n_embd=64, n_layer=2, n_head=4, n_positions=128),
+}
+# strategy -> (params, starts exactly as the base model)
+CASES = {
+    "full": ({}, True),
+    "lora": ({"r": 4}, True),
+    "adapter": ({"size": 8}, True),
+    "bitfit": ({}, True),
+    "prefix": ({"num_virtual_tokens": 4}, False),
+    "prompt": ({"num_virtual_tokens": 4}, False),
+}
+
+
+def make_base(arch: str, seed: int = 0):
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    return AutoModelForCausalLM.from_config(ARCHS[arch]()).eval()
+
+
+def batch():
+    g = torch.Generator().manual_seed(1)
+    ids = torch.randint(3, V, (4, 24), generator=g)
+    return {"input_ids": ids, "labels": ids.clone()}
+
+
+def train_steps(model, b, lr: float, steps: int = 8):
+    """A few AdamW steps on one batch; returns the eval-mode output afterwards."""
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
+    model.train()
+    for _ in range(steps):
+        model(**b).loss.backward()
+        opt.step()
+        opt.zero_grad()
+    model.eval()
+    with torch.no_grad():
+        return model(**b)
+
+
+def linear_shapes(model) -> list[tuple[int, int]]:
+    """(in, out) of every linear-like layer but the output head: what LoRA 'all-linear' targets."""
+    from transformers.pytorch_utils import Conv1D
+
+    shapes = []
+    for name, m in model.named_modules():
+        if name.endswith("lm_head"):
+            continue
+        if isinstance(m, torch.nn.Linear):
+            shapes.append((m.in_features, m.out_features))
+        elif isinstance(m, Conv1D):
+            shapes.append(tuple(m.weight.shape))
+    return shapes
+
+
+def expected_trainable(name: str, base, params: dict) -> int:
+    c = base.config
+    layers, hidden = c.num_hidden_layers, c.hidden_size
+    if name == "full":
+        return sum(p.numel() for p in base.parameters())
+    if name == "lora":
+        return sum(params["r"] * (i + o) for i, o in linear_shapes(base))
+    if name == "bitfit":
+        return sum(p.numel() for n, p in base.named_parameters() if n.endswith(".bias"))
+    if name == "adapter":  # houlsby: two bottlenecks per block, each down (d*s + s) and up (s*d + d)
+        s = params["size"]
+        return layers * 2 * (2 * hidden * s + s + hidden)
+    if name == "prefix":  # a key and a value vector per virtual token, layer and kv head
+        kv_heads = getattr(c, "num_key_value_heads", None) or c.num_attention_heads
+        return params["num_virtual_tokens"] * layers * 2 * (hidden // c.num_attention_heads) * kv_heads
+    if name == "prompt":
+        return params["num_virtual_tokens"] * hidden
+    raise KeyError(name)
+
+
+def prepared(name: str, arch: str):
+    strategy = STRATEGIES.get(name)()
+    params = resolve_params(strategy.Params, CASES[name][0])
+    base = make_base(arch)
+    reference = copy.deepcopy(base)
+    if reason := strategy.check(base, params):
+        pytest.skip(reason)
+    return strategy, params, strategy.prepare(base, params), reference
+
+
+def test_every_registered_strategy_is_covered():
+    built_in = {n for n in STRATEGIES.names() if STRATEGIES.get(n).__module__.startswith("strategies.")}
+    assert built_in - {"qlora"} == set(CASES)  # qlora has its own test below
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2", "gpt2"])
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_strategy_contract(name, arch, tmp_path):
+    strategy, params, model, reference = prepared(name, arch)
+    assert count_trainable(model) == expected_trainable(name, reference, CASES[name][0])
+
+    b = batch()
+    with torch.no_grad():
+        base_logits = reference(input_ids=b["input_ids"]).logits
+        start = model(**b)
+    if CASES[name][1]:
+        assert torch.allclose(start.logits[:, -b["input_ids"].shape[1]:], base_logits, atol=1e-6)
+
+    frozen = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
+    after = train_steps(model, b, lr=STRATEGIES.get(name).defaults.learning_rate * 3)
+    assert after.loss < start.loss, (start.loss.item(), after.loss.item())
+    assert all(torch.equal(p, frozen[n]) for n, p in model.named_parameters() if n in frozen)
+
+    strategy.save(model, tmp_path / "saved")
+    reloaded = strategy.load(make_base(arch), tmp_path / "saved").eval()
+    with torch.no_grad():
+        assert (reloaded(input_ids=b["input_ids"]).logits - after.logits).abs().max() < 1e-5
+
+
+def test_lora_merge_matches_and_attention_only_targets_fewer():
+    strategy, params, model, reference = prepared("lora", "llama")
+    torch.nn.init.normal_(next(p for n, p in model.named_parameters() if "lora_B" in n))
+    ids = batch()["input_ids"]
+    with torch.no_grad():
+        before = model(input_ids=ids).logits
+        merged = model.merge_and_unload()(input_ids=ids).logits
+    assert (before - merged).abs().max() < 1e-5
+    attn = STRATEGIES.get("lora")().prepare(make_base("llama"), resolve_params(strategy.Params, {"r": 4, "target_modules": "attention"}))
+    assert count_trainable(attn) == 2 * 4 * 4 * (64 + 64)  # q, k, v, o in 2 layers
+
+
+def test_bitfit_says_why_it_does_not_apply_to_a_bias_free_model():
+    strategy = STRATEGIES.get("bitfit")()
+    reason = strategy.check(make_base("llama-nobias"), resolve_params(strategy.Params, {}))
+    assert reason and "no bias terms" in reason
+
+
+def test_pfeiffer_adapter_only_follows_the_mlp():
+    strategy = STRATEGIES.get("adapter")()
+    model = strategy.prepare(make_base("llama"), resolve_params(strategy.Params, {"size": 8, "placement": "pfeiffer"}))
+    assert count_trainable(model) == 2 * (2 * 64 * 8 + 8 + 64)
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2"])
+def test_qlora_quantises_the_base_and_trains_only_lora(arch, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    strategy = STRATEGIES.get("qlora")()
+    params = resolve_params(strategy.Params, {"r": 4})
+    make_base(arch).save_pretrained(tmp_path / "base")
+    load = lambda: AutoModelForCausalLM.from_pretrained(tmp_path / "base", **strategy.load_kwargs(params))  # noqa: E731
+    base = load()
+    if reason := strategy.check(base, params):
+        pytest.skip(reason)
+    assert any(type(m).__name__ == "Linear4bit" for m in base.modules())
+    model = strategy.prepare(base, params)
+    assert count_trainable(model) == expected_trainable("lora", make_base(arch), {"r": 4})
+    assert all("lora_" in n for n, p in model.named_parameters() if p.requires_grad)
+    b = batch()
+    model.train()  # bitsandbytes repacks 4-bit weights for CPU inference on the first eval-mode forward
+    with torch.no_grad():
+        start = model(**b).loss
+    after = train_steps(model, b, lr=3e-3)
+    assert after.loss < start
+    strategy.save(model, tmp_path / "adapter")
+    with torch.no_grad():
+        again = strategy.load(load(), tmp_path / "adapter")(input_ids=b["input_ids"]).logits
+    assert (again - after.logits).abs().max() < 1e-4  # dequantisation is deterministic
