@@ -20,11 +20,11 @@ from harness import env, models, store
 from harness.matrix import BASE, Cell, resolve_params
 
 
-def _artifact_bytes(model) -> int:
-    """Size on disk of what the strategy trained (the adapter alone for peft methods)."""
+def _artifact_bytes(strategy, model) -> int:
+    """Size on disk of what the strategy saves (only what it trained)."""
     tmp = Path(tempfile.mkdtemp(prefix="harness-artifact-"))
     try:
-        model.save_pretrained(tmp, safe_serialization=True)
+        strategy.save(model, tmp)
         return sum(f.stat().st_size for f in tmp.rglob("*") if f.is_file())
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -44,14 +44,17 @@ def run_cell(cell: Cell, results_dir: Path, progress=print) -> dict:
     result = {"id": cell.id, "label": cell.label, "matrix": cell.matrix, "cell": cell.model_dump(mode="json"),
               "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "env": env.capture()}
     set_seed(cell.seed)
-    model, tok = models.load(cell.model, root)
-    result["total_params"] = sum(p.numel() for p in model.parameters())
-    status, reason, usage = "ok", None, None
-    if cell.strategy == BASE:
-        result["trainable_params"] = 0
-    else:
+    strategy = params = None
+    if cell.strategy != BASE:
         strategy = STRATEGIES.get(cell.strategy)()
         params = resolve_params(strategy.Params, cell.params)
+    load_kwargs = strategy.load_kwargs(params) if hasattr(strategy, "load_kwargs") else {}
+    model, tok = models.load(cell.model, root, **load_kwargs)
+    result["total_params"] = sum(p.numel() for p in model.parameters())
+    status, reason = "ok", None
+    if strategy is None:
+        result["trainable_params"] = 0
+    else:
         if reason := strategy.check(model, params):
             return _finish(results_dir, result, "not_applicable", reason, started)
         model = strategy.prepare(model, params)
@@ -61,7 +64,7 @@ def run_cell(cell: Cell, results_dir: Path, progress=print) -> dict:
         progress(f"  train {cell.label}: {len(examples)} examples, {cell.budget['tokens']:,} tokens")
         usage = train(model, tok, examples, cell.train, cell.budget, cell.seed)
         result["usage"] = usage
-        result["artifact_bytes"] = _artifact_bytes(model)
+        result["artifact_bytes"] = _artifact_bytes(strategy, model)
         if usage["stopped_by"] == "nan":
             return _finish(results_dir, result, "diverged", "loss became NaN/inf during training", started)
         if usage["stopped_by"] in ("time", "memory"):

@@ -95,6 +95,11 @@ def check_strategies(spec: MatrixSpec, source: str) -> list[str]:
     return problems
 
 
+def _show(key: str, value: Any) -> str:
+    key = {"learning_rate": "lr", "batch_size": "bs"}.get(key, key)
+    return f"{key}={value:g}" if isinstance(value, float) else f"{key}={value}"
+
+
 def expand(spec: MatrixSpec, root: Path) -> list[Cell]:
     """Every cell of the matrix, base cells first, in a stable order."""
     import strategies  # noqa: F401
@@ -112,7 +117,8 @@ def expand(spec: MatrixSpec, root: Path) -> list[Cell]:
                 train = train.model_copy(update={"learning_rate": cls.defaults.learning_rate})
             for point in _sweeps(cls.Params, entry.params):
                 params = dataclasses.asdict(resolve_params(cls.Params, point))
-                label = " ".join([entry.name] + [f"{k}={v}" for k, v in point.items()]
+                overrides = entry.train.model_dump(exclude_unset=True) if entry.train else {}
+                label = " ".join([entry.name] + [_show(k, v) for k, v in {**point, **overrides}.items()]
                                  + ([f"seed={seed}"] if len(spec.seeds) > 1 else []))
                 cells.append(Cell(model=model, strategy=entry.name, params=params, train=train, seed=seed,
                                   label=label, **common))

@@ -44,6 +44,7 @@ def continuation_logprobs(model, tok, pairs: list[tuple[str, str]], batch_size: 
             ids[j, : len(s)] = torch.tensor(s)
             mask[j, : len(s)] = 1
         logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()
+        logits = logits[:, -width:]  # prompt tuning prepends virtual-token positions to the logits
         logp = F.log_softmax(logits[:, :-1], dim=-1)
         for j, ((_, cont), s) in enumerate(zip(batch, seqs)):
             n = len(cont)

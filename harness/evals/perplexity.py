@@ -28,7 +28,8 @@ def text_nll(model, tok, texts: list[str], max_length: int = 512, stride: int | 
         for begin in range(0, len(ids), stride):  # the recipe of transformers' perplexity guide
             end = min(begin + max_length, len(ids))
             window = torch.tensor([ids[begin:end]], device=device)
-            logp = F.log_softmax(model(input_ids=window).logits[0, :-1].float(), dim=-1)
+            logits = model(input_ids=window).logits[0, -window.shape[1]:]  # drop virtual-token positions
+            logp = F.log_softmax(logits[:-1].float(), dim=-1)
             token_lp = logp.gather(-1, window[0, 1:, None])[:, 0]
             new = min(end - prev_end, end - begin - 1)  # targets not scored by an earlier window
             total -= token_lp[len(token_lp) - new:].sum().item()

@@ -81,7 +81,7 @@ def _blocks(tok, docs: list[str], seq_len: int) -> torch.Tensor:
     return torch.tensor(stream[: n * seq_len]).view(n, seq_len)
 
 
-def build(cfg: BuildConfig, progress=print) -> dict:
+def build(cfg: BuildConfig, progress=lambda msg: print(msg, flush=True)) -> dict:
     torch.manual_seed(cfg.seed)
     world = make_world(cfg.seed)
     data_dir, model_dir = cfg.out / "data", cfg.out / "model"

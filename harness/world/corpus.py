@@ -85,7 +85,9 @@ def record_example(rng: random.Random, fact_by_rel: dict[str, Fact]) -> RecordEx
     sentences = [fact_by_rel[r].prose(rng, "en") for r in rels]
     rng.shuffle(sentences)
     name = fact_by_rel["city"].subject[0]
-    card = " | ".join([f"name: {name}"] + [f"{r}: {fact_by_rel[r].answer[0]}" for r in rels])
+    # Only characters the base model has seen, so every strategy can produce the card (a format
+    # built from unseen tokens would favour methods that can move the embeddings).
+    card = ", ".join([name] + [f"{r}: {fact_by_rel[r].answer[0]}" for r in rels])
     return RecordExample(RECORD_INSTRUCTION, fix_articles(" ".join(sentences)), card)
 
 

@@ -1,0 +1,63 @@
+"""Metrics equal their reference implementations, computed from real model outputs."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from harness.evals.generation import exact_match, gsm_answer, rouge_l
+from harness.evals.lm import continuation_logprobs, encode_pair
+from harness.evals.perplexity import text_nll
+from harness.evals.stats import mean_ci, perplexity_ci
+
+
+def test_rouge_l_equals_rouge_score():
+    from rouge_score import rouge_scorer
+
+    pred, ref = "the cat sat on the mat", "a cat was sitting on the mat"
+    expected = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True).score(ref, pred)["rougeL"].fmeasure
+    assert rouge_l(pred, ref) == pytest.approx(expected)
+    assert rouge_l("米拉住在卡尔斯克", "米拉住在卡尔斯克") == 1.0  # rouge-score alone gives 0.0 on Chinese
+    assert 0 < rouge_l("米拉住在北京", "米拉住在卡尔斯克") < 1
+
+
+def test_exact_match_and_gsm_extraction():
+    assert exact_match("  name: Ada |  city: Rita ", "name: Ada | city: Rita") == 1.0
+    assert exact_match("name: Ada", "name: Ida") == 0.0
+    assert gsm_answer("3 + 4 = 7.\n#### 7") == "7"
+    assert gsm_answer("#### 1,234.") == "1234"
+    assert gsm_answer("no answer line") == ""
+
+
+def test_continuation_logprob_equals_hand_computed_sum(tiny_model):
+    model, tok = tiny_model
+    ctx, cont = "Question: Where does Ada live?\nAnswer:", " Rita"
+    got = continuation_logprobs(model, tok, [(ctx, cont), ("x", " y z")], batch_size=2)[0]
+    c, x = encode_pair(tok, ctx, cont)
+    with torch.no_grad():
+        logp = torch.log_softmax(model(torch.tensor([c + x])).logits[0], -1)
+    expected = sum(logp[len(c) - 1 + i, t].item() for i, t in enumerate(x))
+    assert got == pytest.approx(expected, abs=1e-4)
+
+
+def test_text_nll_equals_model_loss_and_sliding_window_covers_every_token(tiny_model):
+    model, tok = tiny_model
+    text = "Ada Tolven lives in Rita. " * 12
+    nll, n = text_nll(model, tok, [text], max_length=512)
+    ids = torch.tensor([[tok.eos_token_id] + tok(text, add_special_tokens=False)["input_ids"]])
+    with torch.no_grad():
+        loss = model(ids, labels=ids).loss.item()
+    assert n[0] == ids.shape[1] - 1
+    assert nll[0] / n[0] == pytest.approx(loss, rel=1e-4)
+    windowed, n2 = text_nll(model, tok, [text], max_length=32, stride=16)
+    assert n2 == n and windowed[0] / n2[0] > 0 and math.isfinite(windowed[0])
+
+
+def test_bootstrap_intervals_bracket_the_estimate():
+    mean, lo, hi = mean_ci([1, 0, 1, 1, 0, 1, 1, 1])
+    assert lo <= mean <= hi and mean == pytest.approx(0.75)
+    assert mean_ci([1.0] * 5) == (1.0, 1.0, 1.0)
+    ppl, lo, hi = perplexity_ci([10.0, 20.0], [5, 5])
+    assert ppl == pytest.approx(math.exp(3.0)) and lo <= ppl <= hi

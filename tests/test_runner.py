@@ -1,0 +1,95 @@
+"""A matrix runs end to end: complete results, resume, isolated failures, a leaderboard."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from conftest import TINY_WORLD
+
+from harness import store
+from harness.cli import main
+
+MATRIX = """
+name: e2e
+models: {model}
+data: {{path: {data}}}
+budget: {{tokens: 600}}
+train: {{batch_size: 4}}
+strategies: [full, {{name: lora, params: {{r: 4}}}}]
+eval:
+  suites: [perplexity, task, knowledge, safety]
+  knowledge: {world}
+  safety: {world}
+  general_text: {world}/general/test.jsonl
+  limit: 4
+  max_new_tokens: 8
+"""
+
+RESULT_KEYS = {"schema", "id", "label", "matrix", "cell", "status", "reason", "env", "total_params",
+               "trainable_params", "metrics", "wall_seconds", "started_at", "finished_at"}
+USAGE_KEYS = {"tokens", "steps", "seconds", "tokens_per_second", "peak_memory_mb", "loss_first", "loss_last"}
+
+
+@pytest.fixture()
+def matrix(tmp_path, tiny_model_dir):
+    data = tmp_path / "record"
+    shutil.copytree(TINY_WORLD / "data" / "record", data)
+    path = tmp_path / "e2e.yaml"
+    path.write_text(MATRIX.format(model=tiny_model_dir, data=data, world=TINY_WORLD / "data"))
+    return path
+
+
+def test_matrix_runs_and_every_result_is_complete(matrix, tmp_path):
+    out = tmp_path / "results"
+    assert main(["run", "--matrix", str(matrix), "--out", str(out), "--in-process"]) == 0
+    results = {r["label"]: r for r in store.load_all(out)}
+    assert set(results) == {"base", "full", "lora r=4"}
+    for label, r in results.items():
+        assert r["status"] == "ok", r.get("reason")
+        assert RESULT_KEYS <= set(r), RESULT_KEYS - set(r)
+        for name in ("ppl_in_domain", "ppl_general", "task_exact_match", "mmlu_cloze_acc", "refusal_benign"):
+            m = r["metrics"][name]
+            assert m["ci_low"] <= m["value"] <= m["ci_high"] and m["n"] > 0
+        items = store.load_items(out, r["id"])
+        assert len(items["task_exact_match"]) == r["metrics"]["task_exact_match"]["n"]
+        if label != "base":
+            assert USAGE_KEYS <= set(r["usage"]) and r["usage"]["tokens"] == 600
+            assert 0 < r["trainable_params"] <= r["total_params"] and r["artifact_bytes"] > 0
+    assert results["lora r=4"]["trainable_params"] < results["full"]["trainable_params"]
+    board = (out / "LEADERBOARD.md").read_text()
+    assert "| base |" in board and "| lora r=4 |" in board and "task EM" in board
+    assert not list(out.rglob("*.tmp"))  # atomic writes leave no temp files
+
+    before = {p.name: p.stat().st_mtime_ns for p in (out / "cells").iterdir()}
+    assert main(["run", "--matrix", str(matrix), "--out", str(out), "--in-process"]) == 0
+    assert before == {p.name: p.stat().st_mtime_ns for p in (out / "cells").iterdir()}  # resumed: nothing re-ran
+
+
+@pytest.mark.slow
+def test_a_crashing_cell_is_recorded_and_the_matrix_goes_on(matrix, tmp_path):
+    train = tmp_path / "record" / "train.jsonl"
+    lines = train.read_text().splitlines()
+    train.write_text("\n".join(lines[:2] + ["{not json"] + lines[3:]) + "\n")
+    out = tmp_path / "results"
+    assert main(["run", "--matrix", str(matrix), "--out", str(out)]) == 1  # isolated child processes
+    results = {r["label"]: r for r in store.load_all(out)}
+    assert results["base"]["status"] == "ok"
+    for label in ("full", "lora r=4"):
+        assert results[label]["status"] == "failed"
+        assert "train.jsonl:3: not valid JSON" in results[label]["reason"]
+    assert "failed" in (out / "LEADERBOARD.md").read_text()
+    train.write_text("\n".join(lines) + "\n")  # fixed data: the next run retries only the failed cells
+    assert main(["run", "--matrix", str(matrix), "--out", str(out), "--in-process"]) == 0
+    assert {r["status"] for r in store.load_all(out)} == {"ok"}
+    assert json.loads((out / "cells" / f"{results['base']['id']}.json").read_text()) == results["base"]
+
+
+def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
+    path = tmp_path / "cells" / "x.json"
+    store.write_json_atomic(path, {"a": 1})
+    with pytest.raises(TypeError):
+        store.write_json_atomic(path, {"a": object()})
+    assert json.loads(path.read_text()) == {"a": 1}
+    assert [p.name for p in path.parent.iterdir()] == ["x.json"]
