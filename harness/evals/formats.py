@@ -41,32 +41,34 @@ def _mc_rows(path: Path, rows, subject: str, first: int) -> list[MCItem]:
     return items
 
 
-def read_mmlu(root: Path, split: str = "test") -> list[MCItem]:
-    """MMLU: `<root>/<split>/<subject>_<split>.csv`, no header, rows question,A,B,C,D,answer."""
+def _subject_files(root: Path, split: str, layout: str) -> list[tuple[Path, str]]:
+    """(file, subject) for every `<root>/<split>/<subject>_<split>.csv`."""
     files = sorted((Path(root) / split).glob(f"*_{split}.csv"))
     if not files:
-        raise FormatError(f"{root}/{split}: no *_{split}.csv files (MMLU layout expected)")
+        raise FormatError(f"{root}/{split}: no *_{split}.csv files ({layout} layout expected)")
+    return [(p, p.name[: -len(f"_{split}.csv")]) for p in files]
+
+
+def read_mmlu(root: Path, split: str = "test") -> list[MCItem]:
+    """MMLU: `<root>/<split>/<subject>_<split>.csv`, no header, rows question,A,B,C,D,answer."""
     items = []
-    for path in files:
+    for path, subject in _subject_files(root, split, "MMLU"):
         with path.open(encoding="utf-8", newline="") as f:
-            items += _mc_rows(path, csv.reader(f), path.name[: -len(f"_{split}.csv")], 1)
+            items += _mc_rows(path, csv.reader(f), subject, 1)
     return items
 
 
 def read_ceval(root: Path, split: str = "val") -> list[MCItem]:
     """C-Eval: `<root>/<split>/<subject>_<split>.csv` with header id,question,A,B,C,D,answer[,explanation]."""
-    files = sorted((Path(root) / split).glob(f"*_{split}.csv"))
-    if not files:
-        raise FormatError(f"{root}/{split}: no *_{split}.csv files (C-Eval layout expected)")
     items = []
-    for path in files:
+    for path, subject in _subject_files(root, split, "C-Eval"):
         with path.open(encoding="utf-8", newline="") as f:
             reader = csv.DictReader(f)
             missing = {"question", "A", "B", "C", "D", "answer"} - set(reader.fieldnames or [])
             if missing:
                 raise FormatError(f"{path}:1: header lacks {sorted(missing)} (C-Eval layout expected)")
             rows = [[r["question"], r["A"], r["B"], r["C"], r["D"], r["answer"]] for r in reader]
-            items += _mc_rows(path, rows, path.name[: -len(f"_{split}.csv")], 2)
+            items += _mc_rows(path, rows, subject, 2)
     return items
 
 
