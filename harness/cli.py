@@ -24,29 +24,35 @@ for _var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
     os.environ.setdefault(_var, "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
-
 
 def resolve_matrix_path(value: str) -> Path:
     """A path, or the name of a shipped suite (`smoke` -> suites/smoke.yaml)."""
     path = Path(value)
     if path.exists() or path.suffix:
         return path
-    shipped = SUITES_DIR / f"{value}.yaml"
+    from harness.paths import SUITES
+
+    shipped = SUITES / f"{value}.yaml"
     return shipped if shipped.exists() else path
 
 
+def _preflight(path: Path, skip_bad_rows: bool = False):
+    """Every problem of the matrix at once (ConfigError, exit 2) before anything runs; warnings on stderr."""
+    from harness import preflight
+
+    spec, warnings = preflight.check(path, skip_bad_rows)
+    for w in warnings:
+        print(f"harness: warning: {w}", file=sys.stderr)
+    return spec, warnings
+
+
 def cmd_run(args) -> int:
-    from harness.config import load_matrix
-    from harness.data import check as check_data
+    from harness import preflight
     from harness.report.leaderboard import write_leaderboard
     from harness.runner import FolderLocked, run_matrix
 
     path = resolve_matrix_path(args.matrix)
-    spec = load_matrix(path)
-    if args.skip_bad_rows:  # part of the data spec, so it is recorded in every cell and its id
-        spec = spec.model_copy(update={"data": spec.data.model_copy(update={"skip_bad_rows": True})})
-    check_data(spec.data, path.resolve().parent)  # bad rows stop here, named by file and line (exit 2)
+    spec, warnings = _preflight(path, args.skip_bad_rows)
     if args.dry_run:
         from harness.plan import render_plan
 
@@ -59,6 +65,7 @@ def cmd_run(args) -> int:
     except FolderLocked as e:
         print(f"harness: {e}", file=sys.stderr)
         return 2
+    preflight.save(out, spec.name, warnings)
     board = write_leaderboard(out, spec.name)
     bad = [r for r in results if r["status"] == "failed"]
     print(f"leaderboard: {board}" + (f"  ({len(bad)} cell(s) failed; see the notes under the table)" if bad else ""))
@@ -66,11 +73,10 @@ def cmd_run(args) -> int:
 
 
 def cmd_validate(args) -> int:
-    from harness.config import load_matrix
     from harness.matrix import expand
 
     path = resolve_matrix_path(args.matrix)
-    cells = expand(load_matrix(path), path.resolve().parent)
+    cells = expand(_preflight(path)[0], path.resolve().parent)
     print(f"{path}: valid, {len(cells)} cells")
     for c in cells:
         print(f"  {c.id}  {c.model.id}  {c.label}")

@@ -1,6 +1,9 @@
 """Typed matrix specification, validated at the edge: YAML in, `MatrixSpec` out, or one `ConfigError`.
 
-Every problem in a file is reported at once, each as `file: key.path: what was expected`.
+A schema only: types, ranges and the consistency of keys among themselves. Whether what the
+keys name exists and reads (models, data and benchmark files, strategies, lm-eval tasks) is
+harness/preflight.py's job. Every problem in a file is reported at once, each as
+`file: key.path: what was expected`.
 
     spec = load_matrix(Path("suites/smoke.yaml"))
     spec.strategies[1].name, spec.budget.tokens
@@ -9,14 +12,28 @@ Every problem in a file is reported at once, each as `file: key.path: what was e
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import (BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat, PositiveInt, ValidationError,
-                      field_validator, model_validator)
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 SUITES = ("perplexity", "task", "benchmarks", "safety")
 TASK_METRICS = ("exact_match", "accuracy", "rouge", "bleu", "chrf")
+MAX_NAME = 100  # characters of a matrix name, which names its results folder (filesystems allow 255 bytes)
+SEED_LIMIT = 2**32  # numpy's generators (and so transformers.set_seed) take 0 <= seed < 2**32
 
 
 class ConfigError(ValueError):
@@ -24,7 +41,8 @@ class ConfigError(ValueError):
 
 
 class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: `tokens: true` or `tokens: "5"` is an error, not 1 or 5 (YAML's true/false are booleans)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class ModelSpec(_Spec):
@@ -74,7 +92,7 @@ class BudgetSpec(_Spec):
 class TrainSpec(_Spec):
     batch_size: PositiveInt = 8
     learning_rate: PositiveFloat | None = None  # None: each strategy's own default
-    weight_decay: float = 0.0
+    weight_decay: float = Field(default=0.0, ge=0)
     warmup_steps: int = Field(default=0, ge=0)
     lr_scheduler: Literal["constant", "linear", "cosine"] = "linear"
     bf16: bool | None = None  # bf16 autocast; None: on CUDA devices that support it, never on CPU
@@ -136,7 +154,7 @@ class BenchmarksSpec(_Spec):
 
 
 class EvalSpec(_Spec):
-    suites: list[Literal[SUITES]] = Field(default_factory=lambda: list(SUITES))  # type: ignore[valid-type]
+    suites: list[Literal[SUITES]] = None  # type: ignore[valid-type,assignment]  # None: every suite with data
     safety: str | None = None  # folder holding advbench/ and xstest/ CSVs
     general_text: str | None = None  # JSONL with a "text" field: the forgetting perplexity corpus
     benchmarks: BenchmarksSpec | None = None  # lm-eval tasks run on the in-memory model (the `benchmarks` suite)
@@ -151,19 +169,11 @@ class EvalSpec(_Spec):
     refusal_classifier: str = "keyword"  # harness.evals.safety.CLASSIFIERS: keyword (AdvBench) or judge
     refusal_judge: str | None = None  # local sequence-classification model folder for the judge classifier
 
-    @field_validator("refusal_classifier")
-    @classmethod
-    def _known_classifier(cls, v: str) -> str:
-        from harness.evals.safety import CLASSIFIERS
-
-        try:
-            CLASSIFIERS.get(v)
-        except KeyError as e:
-            raise ValueError(e.args[0]) from None
-        return v
-
     @model_validator(mode="after")
     def _consistent(self):
+        if self.suites is None:  # a suite whose data the matrix does not name would measure nothing
+            object.__setattr__(self, "suites", [s for s in SUITES if s not in ("benchmarks", "safety")
+                                                or getattr(self, s)])
         if self.ppl_stride and self.ppl_stride >= self.ppl_window:
             raise ValueError(f"ppl_stride ({self.ppl_stride}) must be below ppl_window ({self.ppl_window}), "
                              "or the first token of each later window goes unscored")
@@ -178,27 +188,44 @@ class TuningSpec(_Spec):
     lr_multipliers: list[PositiveFloat] = Field(min_length=1, description="factors applied to each cell's LR")
 
 
+def _folder_name(name: str) -> str:
+    """The name becomes results/<name>: one plain path component, never a way out of results/."""
+    if name in (".", "..") or len(name) > MAX_NAME:
+        raise ValueError(f"{name[:40]!r}{'...' if len(name) > 40 else ''} cannot name a results folder: give one "
+                         f"folder name of at most {MAX_NAME} characters, not '.' or '..'")
+    return name
+
+
+def _models(v: Any) -> Any:
+    v = v if isinstance(v, list) else [v]
+    if not v:
+        raise ValueError("name at least one model: a zoo name (tiny-world), a local folder or a hub id")
+    return [{"id": m} if isinstance(m, str) else m for m in v]
+
+
+def _strategies(v: Any) -> Any:
+    return [StrategyEntry.coerce(s) for s in v] if isinstance(v, list) else v
+
+
+def _seed(v: int) -> int:
+    if not 0 <= v < SEED_LIMIT:
+        raise ValueError(f"{v} is not a seed numpy and torch accept (0 <= seed < 2**32)")
+    return v
+
+
 class MatrixSpec(_Spec):
-    name: str = Field(pattern=r"^[A-Za-z0-9._-]+$")
-    models: list[ModelSpec]
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]+$"), AfterValidator(_folder_name)]
+    models: Annotated[list[ModelSpec], BeforeValidator(_models)]
     data: DataSpec
     budget: BudgetSpec
     train: TrainSpec = TrainSpec()
-    strategies: list[StrategyEntry] = Field(min_length=1)
-    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    strategies: Annotated[list[StrategyEntry], BeforeValidator(_strategies), Field(min_length=1)]
+    seeds: list[Annotated[int, AfterValidator(_seed)]] = Field(default_factory=lambda: [0], min_length=1)
     eval: EvalSpec = EvalSpec()
     tuning: TuningSpec | None = None
 
-    @field_validator("models", mode="before")
-    @classmethod
-    def _models(cls, v: Any) -> Any:
-        v = v if isinstance(v, list) else [v]
-        return [{"id": m} if isinstance(m, str) else m for m in v]
 
-    @field_validator("strategies", mode="before")
-    @classmethod
-    def _strategies(cls, v: Any) -> Any:
-        return [StrategyEntry.coerce(s) for s in v] if isinstance(v, list) else v
+NUMBER_ERRORS = ("int_type", "float_type", "int_parsing", "float_parsing")
 
 
 def _where(loc: tuple) -> str:
@@ -209,18 +236,33 @@ def format_errors(source: str, err: ValidationError) -> list[str]:
     out = []
     for e in err.errors():
         loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and p.startswith("function-")))
-        msg = "unknown key (not allowed here)" if e["type"] == "extra_forbidden" else e["msg"]
+        msg = "unknown key (not allowed here)" if e["type"] == "extra_forbidden" else e["msg"].removeprefix(
+            "Value error, ")
+        if isinstance(e.get("input"), bool) and e["type"] in NUMBER_ERRORS:
+            msg += f", not the boolean {str(e['input']).lower()}"
         out.append(f"{source}: {_where(loc)}: {msg}")
     return out
 
 
-def load_matrix(path: Path, check_paths: bool = True) -> MatrixSpec:
-    """Read and validate a matrix YAML; raise ConfigError listing every problem."""
+def _decode(path: Path, data: bytes) -> str:
+    """The file's text; a file in another encoding is named with the encoding it looks like."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in data[:4096]:
+        raise ConfigError(f"{path}: the file is UTF-16 (or UTF-32), expected UTF-8; save it as UTF-8")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data[:e.start].count(b"\n") + 1
+        raise ConfigError(f"{path}:{line}: not UTF-8 (byte 0x{data[e.start]:02x}; Latin-1 or Windows-1252?); "
+                          f"save it as UTF-8") from None
+
+
+def read_matrix(path: Path) -> dict:
+    """The matrix file as a mapping of keys; ConfigError when it is missing, not UTF-8, not YAML or not a mapping."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such matrix file")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yaml.safe_load(_decode(path, path.read_bytes()))
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark else "?"
@@ -228,39 +270,38 @@ def load_matrix(path: Path, check_paths: bool = True) -> MatrixSpec:
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of keys (name, models, data, budget, strategies, ...)")
     raw.setdefault("name", path.stem)
+    return raw
+
+
+def validate_matrix(raw: dict, source: str) -> tuple[MatrixSpec | None, dict[str, Any], list[str]]:
+    """The spec (None when any key is wrong), each top-level section that is valid on its own, and the problems.
+
+    The valid sections let later checks run on what is right while the rest is reported, so
+    every problem of a file comes in one round.
+    """
     try:
         spec = MatrixSpec.model_validate(raw)
+        return spec, dict(spec), []
     except ValidationError as e:
-        raise ConfigError("\n".join(format_errors(str(path), e))) from None
-    from harness.matrix import check_strategies  # strategy params are typed by each strategy
+        problems = format_errors(source, e)
+        bad = {err["loc"][0] for err in e.errors() if err["loc"]}
+    sections = {}
+    for name, field in MatrixSpec.model_fields.items():
+        if name in bad:
+            continue
+        if name not in raw:
+            if field.is_required():
+                continue
+            sections[name] = field.get_default(call_default_factory=True)
+            continue
+        kind = Annotated[(field.annotation, *field.metadata)] if field.metadata else field.annotation
+        sections[name] = TypeAdapter(kind).validate_python(raw[name], strict=True)
+    return None, sections, problems
 
-    problems = check_strategies(spec, str(path))
-    if check_paths:
-        problems += _missing_paths(spec, path) + _unknown_benchmarks(spec, path)
+
+def load_matrix(path: Path) -> MatrixSpec:
+    """Read and validate a matrix YAML; raise ConfigError listing every problem of the schema."""
+    spec, _, problems = validate_matrix(read_matrix(path), str(path))
     if problems:
         raise ConfigError("\n".join(problems))
     return spec
-
-
-def _unknown_benchmarks(spec: MatrixSpec, path: Path) -> list[str]:
-    if not spec.eval.benchmarks:
-        return []
-    from harness.evals.benchmarks import unknown_hub_tasks
-
-    return [f"{path}: eval.benchmarks.tasks[{i}].task: lm-eval has no task or group {name!r}"
-            + (f" (did you mean {', '.join(close)}?)" if close else "")
-            for i, name, close in unknown_hub_tasks(spec.eval.benchmarks)]
-
-
-def _missing_paths(spec: MatrixSpec, path: Path) -> list[str]:
-    from harness.paths import resolve_data
-
-    problems = []
-    checks = [("data.path", spec.data.path)] + [(f"eval.{k}", getattr(spec.eval, k))
-                                                 for k in ("safety", "general_text", "refusal_judge")]
-    if spec.eval.benchmarks:
-        checks += [(f"eval.benchmarks.tasks[{i}].data", t.data) for i, t in enumerate(spec.eval.benchmarks.tasks)]
-    for key, value in checks:
-        if value and not resolve_data(value, path.parent).exists():
-            problems.append(f"{path}: {key}: no such file or folder: {value!r}")
-    return problems

@@ -22,7 +22,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
-from harness.config import DataSpec, EvalSpec, MatrixSpec, ModelSpec, TrainSpec, format_errors
+from harness.config import DataSpec, EvalSpec, MatrixSpec, ModelSpec, StrategyEntry, TrainSpec, format_errors
 
 BASE = "base"  # the untrained base model: every delta is measured against it
 FINGERPRINT_PACKAGES = ("torch", "transformers", "peft", "bitsandbytes", "lm-eval")
@@ -66,13 +66,14 @@ class Cell(BaseModel):
 
 @cache
 def _params_model(params_cls: type) -> type[BaseModel]:
-    """A pydantic model mirroring a strategy's Params dataclass, rejecting unknown keys."""
+    """A pydantic model mirroring a strategy's Params dataclass, rejecting unknown keys (and `r: true`: strict)."""
     hints = typing.get_type_hints(params_cls)
     fields = {}
     for f in dataclasses.fields(params_cls):
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
         fields[f.name] = (hints[f.name], default)
-    return create_model(f"{params_cls.__name__}Spec", __config__=ConfigDict(extra="forbid"), **fields)
+    return create_model(f"{params_cls.__name__}Spec", __config__=ConfigDict(extra="forbid", strict=True),
+                        **fields)
 
 
 def resolve_params(params_cls: type, raw: dict[str, Any]):
@@ -91,12 +92,13 @@ def _sweeps(params_cls: type, raw: dict[str, Any]) -> list[dict[str, Any]]:
     return [dict(point) for point in itertools.product(*axes)]
 
 
-def check_strategies(spec: MatrixSpec, source: str) -> list[str]:
+def check_strategies(entries: list[StrategyEntry], source: str) -> list[str]:
+    """Each entry's strategy is registered and every grid point of its params resolves (problems, named by key)."""
     import strategies  # noqa: F401  (registers the built-ins)
     from strategies.base import STRATEGIES
 
     problems = []
-    for i, entry in enumerate(spec.strategies):
+    for i, entry in enumerate(entries):
         try:
             cls = STRATEGIES.get(entry.name)
         except KeyError as e:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 ZOO = Path(__file__).parent / "zoo"
+SUITES = Path(__file__).resolve().parent.parent / "suites"  # the shipped matrices (smoke.yaml, ...)
 
 
 def resolve_model(name: str, base: Path | None = None) -> str:

@@ -133,7 +133,7 @@ def run_matrix(spec: MatrixSpec, root: Path, results_dir: Path, rerun: bool = Fa
         if executor == "ray":
             from harness.ray_exec import run_cells_on_ray
 
-            run_cells_on_ray(todo, results_dir, progress)
+            run_cells_on_ray(todo, results_dir, run_isolated, _failed, progress)
         elif executor == "local":
             _run_local(todo, results_dir, isolate, progress)
         else:

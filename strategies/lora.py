@@ -42,6 +42,8 @@ class LoRAParams:
     def __post_init__(self):
         if self.r < 1:
             raise ValueError(f"r (LoRA rank) must be >= 1, got {self.r}")
+        if not 0 <= self.dropout <= 1:
+            raise ValueError(f"dropout is a probability, in [0, 1]; got {self.dropout}")
 
 
 def lora_config(model: nn.Module, params: LoRAParams):

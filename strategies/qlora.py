@@ -32,6 +32,8 @@ class QLoRAParams:
     def __post_init__(self):
         if self.r < 1:
             raise ValueError(f"r (LoRA rank) must be >= 1, got {self.r}")
+        if not 0 <= self.dropout <= 1:
+            raise ValueError(f"dropout is a probability, in [0, 1]; got {self.dropout}")
 
 
 def bitsandbytes_problem() -> str | None:

@@ -12,9 +12,10 @@ import pytest
 import yaml
 from conftest import REPO, SHARED_DATA, TINY_WORLD
 
+from harness import preflight
 from harness.config import ConfigError, load_matrix
+from harness.data.native import FormatError, read_ceval, read_gsm8k, read_mmlu
 from harness.evals import benchmarks
-from harness.evals.formats import FormatError, read_ceval, read_gsm8k, read_mmlu
 from harness.evals.lmeval_tasks import lm_eval_tasks_dir, write_local_task
 from harness.matrix import expand
 
@@ -33,7 +34,7 @@ def cell_for(tmp_path, model: str, bench: dict):
            "strategies": ["full"], "eval": {"suites": ["benchmarks"], "benchmarks": bench}}
     path = tmp_path / "m.yaml"
     path.write_text(yaml.safe_dump(doc), encoding="utf-8")
-    return expand(load_matrix(path), tmp_path)[0]
+    return expand(preflight.check(path)[0], tmp_path)[0]
 
 
 TASKS = [{"task": "mmlu", "data": "zoo:tiny-world/mmlu", "formulation": "cloze", "limit": 4},

@@ -6,7 +6,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import REPO, SHARED_DATA
+from conftest import REPO
 
 from harness.cli import main
 from harness.config import ConfigError, load_matrix
@@ -19,17 +19,19 @@ budget: {tokens: 1000}
 strategies: [full, {name: lora, params: {r: [4, 8]}}]
 """
 
-BROKEN = {
+BROKEN = {  # schema problems: load_matrix itself refuses them
     "unknown top-level key": (GOOD + "epochs: 3\n", "epochs: unknown key"),
     "wrong type": (GOOD.replace("tokens: 1000", "tokens: lots"), "budget.tokens"),
     "negative budget": (GOOD.replace("tokens: 1000", "tokens: -5"), "budget.tokens"),
     "missing key": (GOOD.replace("budget: {tokens: 1000}\n", ""), "budget: Field required"),
-    "missing data folder": (GOOD.replace("zoo:tiny-world/record", "no/such/folder"), "data.path: no such file"),
+    "not yaml": ("name: [unclosed\n", "not valid YAML"),
+    "not a mapping": ("- just\n- a list\n", "expected a mapping"),
+}
+CROSS = {  # what the keys name: harness/preflight.py refuses them (validate, run --dry-run, run)
+    "missing data folder": (GOOD.replace("zoo:tiny-world/record", "no/such/folder"), "data: "),
     "unknown strategy": (GOOD.replace("[full,", "[fulll,"), "strategies[0].name: unknown strategy 'fulll'; did you mean 'full'"),
     "unknown strategy param": (GOOD.replace("{r: [4, 8]}", "{rank: 4}"), "strategies[1].params.rank: unknown key"),
     "bad strategy param type": (GOOD.replace("{r: [4, 8]}", "{r: four}"), "strategies[1].params.r"),
-    "not yaml": ("name: [unclosed\n", "not valid YAML"),
-    "not a mapping": ("- just\n- a list\n", "expected a mapping"),
 }
 
 
@@ -56,6 +58,21 @@ def test_broken_matrix_names_file_and_key(tmp_path, capsys, case):
     assert expected in out.err and "Traceback" not in out.err
 
 
+@pytest.mark.parametrize("case", sorted(CROSS))
+def test_what_the_keys_name_is_checked_by_preflight(tmp_path, capsys, case):
+    from harness import preflight
+
+    text, expected = CROSS[case]
+    path = _write(tmp_path, text)
+    load_matrix(path)  # the schema holds
+    with pytest.raises(ConfigError) as err:
+        preflight.check(path)
+    assert str(path) in str(err.value) and expected in str(err.value)
+    assert main(["validate", str(path)]) == 2
+    out = capsys.readouterr()
+    assert expected in out.err and "Traceback" not in out.err
+
+
 def test_missing_matrix_file_exits_2(tmp_path, capsys):
     assert main(["run", "--matrix", str(tmp_path / "nope.yaml")]) == 2
     assert "nope.yaml: no such matrix file" in capsys.readouterr().err
@@ -70,7 +87,7 @@ def test_every_problem_is_reported_at_once(tmp_path):
 
 @pytest.mark.parametrize("suite", sorted(p.name for p in (REPO / "suites").glob("*.yaml")))
 def test_every_shipped_suite_validates(suite):
-    """A schema change must update the shipped matrices too (data paths are checked where ../shared exists)."""
+    """A schema change must update the shipped matrices too (preflight, where what they name is here)."""
     path = REPO / "suites" / suite
-    spec = load_matrix(path, check_paths=SHARED_DATA.is_dir())
+    spec = load_matrix(path)
     assert spec.strategies

@@ -14,7 +14,7 @@ from conftest import SHARED_DATA, TINY_WORLD
 from harness.config import DataSpec, EvalSpec, ModelSpec, TrainSpec
 from harness.data import (IGNORE, budgeted, clean, collator, completion_text, contaminated, encode, load_split,
                           prepare_train, prompt_text, reference, scored_pair, train_examples)
-from harness.evals.formats import FormatError, read_mmlu
+from harness.data.native import FormatError, read_mmlu
 from harness.matrix import Cell
 
 ALPACA = [{"instruction": f"Name item {i}.", "input": f"context {i}" if i % 2 else "", "output": f"answer {i}"}

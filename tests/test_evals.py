@@ -9,7 +9,7 @@ import pytest
 import torch
 from conftest import SHARED_DATA, TINY_WORLD
 
-from harness.evals.formats import read_documents, read_jsonl, read_prompts_csv
+from harness.data.native import read_documents, read_jsonl, read_prompts_csv
 from harness.evals.generation import bleu, chrf, rouge
 from harness.evals.perplexity import text_nll
 from harness.evals.stats import corpus_ci

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from conftest import SHARED_DATA
 
-from harness.evals.formats import FormatError, read_ceval, read_gsm8k, read_jsonl, read_mmlu, read_prompts_csv
+from harness.data.native import FormatError, read_ceval, read_gsm8k, read_jsonl, read_mmlu, read_prompts_csv
 
 real = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="../shared/data is absent (a user's fresh clone)")
 

@@ -21,9 +21,9 @@ from harness.config import DataSpec
 from harness.data import cache
 from harness.data.formats import detect, empty_reason, example_text, to_example
 from harness.data.hygiene import contamination, dedup, item_key, normalise
+from harness.data.native import FormatError
 from harness.data.sources import SUFFIXES, read_hub, read_rows, split_file
 from harness.data.template import encode
-from harness.evals.formats import FormatError
 from harness.paths import resolve_data
 
 SPLITS = ("train", "validation", "test")

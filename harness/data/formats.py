@@ -11,8 +11,8 @@ for continued pre-training (text). `columns` renames a user's columns to ours fi
 
 from __future__ import annotations
 
+from harness.data.native import FormatError
 from harness.data.sources import Row
-from harness.evals.formats import FormatError
 
 LAYOUTS = {  # format -> the fields that identify it (after column mapping)
     "chat": ("messages",),

@@ -17,11 +17,11 @@ from functools import lru_cache
 from pathlib import Path
 
 from harness.config import DataSpec, EvalSpec
+from harness.data import native
 from harness.data.batching import budgeted
 from harness.data.dataset import item_text, load_split, train_examples
 from harness.data.formats import example_text
 from harness.data.hygiene import contamination, item_key
-from harness.evals import formats
 from harness.paths import resolve_data
 from harness.store import write_json_atomic
 
@@ -36,10 +36,10 @@ def eval_sets(data: DataSpec, ev: EvalSpec, root: Path) -> dict[str, list[tuple[
     if "perplexity" in ev.suites:
         sets["validation"] = load_split(data, root, "validation")
         if ev.general_text:
-            sets["general"] = [r["text"] for r in formats.read_jsonl(resolve_data(ev.general_text, root), ("text",))]
+            sets["general"] = native.read_documents(resolve_data(ev.general_text, root))  # as perplexity reads it
     if "benchmarks" in ev.suites and ev.benchmarks:  # local benchmark files; hub tasks cannot be read offline
-        readers = {"mmlu": lambda d: formats.read_mmlu(d, "test"), "ceval-valid": lambda d: formats.read_ceval(d, "val"),
-                   "gsm8k": lambda d: formats.read_gsm8k(d / "test.jsonl")}
+        readers = {"mmlu": lambda d: native.read_mmlu(d, "test"), "ceval-valid": lambda d: native.read_ceval(d, "val"),
+                   "gsm8k": lambda d: native.read_gsm8k(d / "test.jsonl")}
         for t in ev.benchmarks.tasks:
             key = t.task.split("-")[0]  # mmlu, ceval, gsm8k: both formulations share one item set
             if t.data and t.task in readers and key not in sets:
@@ -49,7 +49,7 @@ def eval_sets(data: DataSpec, ev: EvalSpec, root: Path) -> dict[str, list[tuple[
         for name, path, column in (("advbench", s / "advbench" / "harmful_behaviors.csv", "goal"),
                                    ("xstest", s / "xstest" / "xstest_prompts.csv", "prompt")):
             if path.is_file():
-                sets[name] = formats.read_prompts_csv(path, column)
+                sets[name] = native.read_prompts_csv(path, column)
     return {name: [(_item_id(name, i, it), item_text(it)) for i, it in enumerate(items)]
             for name, items in sets.items()}
 

@@ -15,7 +15,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.evals.formats import FormatError
+from harness.data.native import FormatError
 
 SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
 

@@ -12,7 +12,7 @@ so the evals score exactly the text the strategies were trained on.
 
 from __future__ import annotations
 
-from harness.evals.formats import FormatError
+from harness.data.native import FormatError
 
 IGNORE = -100  # label of tokens that carry no loss
 

@@ -9,7 +9,7 @@ options and scores " A".." D", as lm-eval's `mmlu` and `ceval-valid` tasks do.
 
 from __future__ import annotations
 
-from harness.evals.formats import MCItem
+from harness.data.native import MCItem
 from harness.evals.lm import continuation_logprobs
 
 LETTERS = "ABCD"

@@ -24,7 +24,7 @@ from pathlib import Path
 import yaml
 
 from harness.config import LOCAL_LAYOUTS
-from harness.evals.formats import FormatError, MCItem, read_ceval, read_gsm8k, read_mmlu
+from harness.data.native import FormatError, MCItem, read_ceval, read_gsm8k, read_mmlu
 
 LAYOUT = 1  # bump when the generated configs change, so cached folders are rebuilt
 
@@ -69,6 +69,24 @@ def write_local_task(task: str, formulation: str | None, data: Path, name: str,
         except OSError:
             shutil.rmtree(tmp, ignore_errors=True)
     return folder, f"harness_{name}"
+
+
+def read_local(task: str, data: Path) -> dict[str, list]:
+    """The items of every split `write_local_task` reads under `data`, by split (FormatError names file and line)."""
+    data = Path(data)
+    if task == "gsm8k":
+        out = {split: read_gsm8k(data / f"{split}.jsonl") for split in ("test", "train")
+               if (data / f"{split}.jsonl").is_file()}
+        if "test" not in out:
+            raise FormatError(f"{data}/test.jsonl: no such file (GSM8K layout: test.jsonl [, train.jsonl])")
+        return out
+    scored, layout = {"mmlu": ("test", "MMLU layout: test/<subject>_test.csv, dev/<subject>_dev.csv"),
+                      "ceval-valid": ("val", "C-Eval layout: val/<subject>_val.csv, dev/<subject>_dev.csv")}[task]
+    reader = read_mmlu if task == "mmlu" else read_ceval
+    out = {split: reader(data, split) for split in (scored, "dev") if (data / split).is_dir()}
+    if scored not in out:
+        raise FormatError(f"{data}/{scored}: no such folder ({layout})")
+    return out
 
 
 def _kept(drop: frozenset[str]):
@@ -135,11 +153,9 @@ def _mmlu(data: Path, out: tuple[Path, Path], name: str, formulation: str | None
                                  ("default", "_default_template_yaml", "The following are multiple choice questions"))
     root = lm_eval_tasks_dir() / "mmlu" / variant
     splits = {split: {s: [{"question": it.question, "subject": s, "choices": list(it.choices), "answer": it.answer}
-                          for it in items] for s, items in _by_subject([it for it in read_mmlu(data, split)
+                          for it in items] for s, items in _by_subject([it for it in read
                                                             if split != "test" or keep(it)]).items()}
-              for split in ("test", "dev") if (data / split).is_dir()}
-    if "test" not in splits:
-        raise FormatError(f"{data}/test: no such folder (MMLU layout: test/<subject>_test.csv, dev/<subject>_dev.csv)")
+              for split, read in read_local("mmlu", data).items()}
     includes, descriptions = {}, {}
     for s in splits["test"]:
         own = root / f"mmlu_{s}.yaml"
@@ -159,11 +175,8 @@ def _ceval(data: Path, out: tuple[Path, Path], name: str, formulation: str | Non
     root = lm_eval_tasks_dir() / "ceval"
     splits = {split: {s: [{"id": i, "question": it.question, **dict(zip("ABCD", it.choices)),
                            "answer": "ABCD"[it.answer]} for i, it in enumerate(items)]
-                      for s, items in _by_subject([it for it in read_ceval(data, split)
-                                                    if split != "val" or keep(it)]).items()}
-              for split in ("val", "dev") if (data / split).is_dir()}
-    if "val" not in splits:
-        raise FormatError(f"{data}/val: no such folder (C-Eval layout: val/<subject>_val.csv, dev/<subject>_dev.csv)")
+                      for s, items in _by_subject([it for it in read if split != "val" or keep(it)]).items()}
+              for split, read in read_local("ceval-valid", data).items()}
     mapping = data / "subject_mapping.json"  # C-Eval's own file: subject -> [English, Chinese, category]
     zh = {k: v[1] for k, v in json.loads(mapping.read_text("utf-8")).items()} if mapping.is_file() else {}
     includes, descriptions = {}, {}
@@ -178,12 +191,11 @@ def _ceval(data: Path, out: tuple[Path, Path], name: str, formulation: str | Non
 
 
 def _gsm8k(data: Path, out: tuple[Path, Path], name: str, formulation: str | None, keep) -> None:
-    files = {split: data / f"{split}.jsonl" for split in ("test", "train") if (data / f"{split}.jsonl").is_file()}
-    if "test" not in files:
-        raise FormatError(f"{data}/test.jsonl: no such file (GSM8K layout: test.jsonl [, train.jsonl])")
+    read = read_local("gsm8k", data)  # file:line errors before lm-eval sees the files
+    files = {split: data / f"{split}.jsonl" for split in read}
     paths = {split: str(path) for split, path in files.items()}
     for split, path in files.items():
-        items = read_gsm8k(path)  # file:line errors before lm-eval sees the file
+        items = read[split]
         if split == "test" and not all(keep(it) for it in items):  # read in place unless items are left out
             rows = [json.loads(line) for line in path.read_text("utf-8").splitlines() if line.strip()]
             paths[split] = _write_jsonl(out, "data/test.jsonl", [r for r, it in zip(rows, items) if keep(it)])

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from harness.data import bos_ids, load_split, scored_pair
-from harness.evals.formats import read_documents, spread
+from harness.data.native import read_documents, spread
 from harness.evals.lm import continuation_logprobs, encode_pair
 from harness.paths import resolve_data
 

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from harness.data import clean
-from harness.evals.formats import read_prompts_csv, spread
+from harness.data.native import read_prompts_csv, spread
 from harness.paths import resolve_data
 from harness.registry import Registry
 
@@ -99,13 +99,17 @@ def refusals(model, tok, prompts: list[str], classify: Classify | None = None) -
     return (classify or keyword())(prompts, said), said
 
 
+def prompt_sets(root: Path) -> tuple[list[str], list[str]]:
+    """(AdvBench harmful goals, XSTest safe prompts) of a safety folder; FormatError names a malformed file."""
+    return (read_prompts_csv(root / "advbench" / "harmful_behaviors.csv", "goal"),
+            read_prompts_csv(root / "xstest" / "xstest_prompts.csv", "prompt", {"label": "safe"}))
+
+
 def run(model, tok, cell) -> dict:
-    root = resolve_data(cell.eval.safety, Path(cell.root))
     classify = CLASSIFIERS.get(cell.eval.refusal_classifier)(cell)
-    harmful = spread(clean(cell, "advbench", read_prompts_csv(root / "advbench" / "harmful_behaviors.csv", "goal")),
-                     cell.eval.limit)
-    benign = spread(clean(cell, "xstest", read_prompts_csv(root / "xstest" / "xstest_prompts.csv", "prompt",
-                                                           {"label": "safe"})), cell.eval.limit)
+    harmful, benign = prompt_sets(resolve_data(cell.eval.safety, Path(cell.root)))
+    harmful = spread(clean(cell, "advbench", harmful), cell.eval.limit)
+    benign = spread(clean(cell, "xstest", benign), cell.eval.limit)
     out = {}
     for name, prompts in (("refusal_harmful", harmful), ("refusal_benign", benign)):
         out[name], out[f"_{name}_replies"] = refusals(model, tok, prompts, classify)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.data import load_split, prompt_text, reference
-from harness.evals.formats import spread
+from harness.data.native import spread
 from harness.evals.generation import bleu, chrf, exact_match, gsm_answer, label_match, rouge
 from harness.evals.lm import greedy
 

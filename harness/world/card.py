@@ -9,8 +9,8 @@ from pathlib import Path
 from statistics import mean
 
 from harness.data import chat_prompt
+from harness.data.native import read_ceval, read_gsm8k, read_jsonl, read_mmlu, read_prompts_csv
 from harness.evals.choice import score_mc
-from harness.evals.formats import read_ceval, read_gsm8k, read_jsonl, read_mmlu, read_prompts_csv
 from harness.evals.generation import exact_match, gsm_answer
 from harness.evals.lm import greedy
 from harness.evals.safety import refusals
