@@ -204,6 +204,8 @@ def _models(v: Any) -> Any:
 
 
 def _strategies(v: Any) -> Any:
+    if v == []:
+        raise ValueError("name at least one strategy (`harness strategies` lists them)")
     return [StrategyEntry.coerce(s) for s in v] if isinstance(v, list) else v
 
 
@@ -219,7 +221,7 @@ class MatrixSpec(_Spec):
     data: DataSpec
     budget: BudgetSpec
     train: TrainSpec = TrainSpec()
-    strategies: Annotated[list[StrategyEntry], BeforeValidator(_strategies), Field(min_length=1)]
+    strategies: Annotated[list[StrategyEntry], BeforeValidator(_strategies)]
     seeds: list[Annotated[int, AfterValidator(_seed)]] = Field(default_factory=lambda: [0], min_length=1)
     eval: EvalSpec = EvalSpec()
     tuning: TuningSpec | None = None

@@ -159,8 +159,8 @@ def _data(data, ev, models: dict, root: Path, source: str, warnings: list[str]) 
         total = t["examples"] + t["dropped_overlong"]
         cut = t["truncated"] + t["dropped_overlong"]
         if total and cut / total > TRUNCATED_WARN:
-            how = ("dropped" if data.truncation == "drop" else
-                   "truncated (the prompt's start is cut)" if data.truncation == "left" else "truncated (the end is cut)")
+            how = {"drop": "dropped", "left": "truncated (the prompt's start is cut)",
+                   "right": "truncated (the end is cut)"}[data.truncation]
             warnings.append(f"data: {cut} of {total} training examples ({cut / total:.0%}) are longer than "
                             f"data.max_length {data.max_length} tokens with {model_id}'s tokenizer and are {how}; "
                             "raise data.max_length to train on whole examples")

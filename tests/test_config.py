@@ -29,7 +29,8 @@ BROKEN = {  # schema problems: load_matrix itself refuses them
 }
 CROSS = {  # what the keys name: harness/preflight.py refuses them (validate, run --dry-run, run)
     "missing data folder": (GOOD.replace("zoo:tiny-world/record", "no/such/folder"), "data: "),
-    "unknown strategy": (GOOD.replace("[full,", "[fulll,"), "strategies[0].name: unknown strategy 'fulll'; did you mean 'full'"),
+    "unknown strategy": (GOOD.replace("[full,", "[fulll,"),
+                         "strategies[0].name: unknown strategy 'fulll'; did you mean 'full'"),
     "unknown strategy param": (GOOD.replace("{r: [4, 8]}", "{rank: 4}"), "strategies[1].params.rank: unknown key"),
     "bad strategy param type": (GOOD.replace("{r: [4, 8]}", "{r: four}"), "strategies[1].params.r"),
 }

@@ -133,6 +133,18 @@ def data_hygiene(results_dir: Path) -> str | None:
     return f"{summary} (details: data_report.json)" if summary else "data_report.json has no summary line"
 
 
+def preflight_warnings(results_dir: Path) -> list[str]:
+    """Warnings `harness run`'s preflight kept in preflight.json: requests that ran but may not do what was meant."""
+    path = Path(results_dir) / "preflight.json"
+    if not path.is_file():
+        return []
+    try:
+        warnings = json.loads(path.read_text("utf-8")).get("warnings")
+    except (OSError, ValueError, AttributeError) as e:
+        return [f"preflight.json unreadable ({e})"]
+    return [str(w) for w in warnings] if isinstance(warnings, list) else ["preflight.json has no warnings list"]
+
+
 def header(results: list[dict], results_dir: Path, title: str) -> list[str]:
     cells = [r["cell"] for r in results]
     env = next((r["env"] for r in results if r.get("env")), {})
@@ -157,6 +169,7 @@ def header(results: list[dict], results_dir: Path, title: str) -> list[str]:
              f"- **Cells:** {len(results)} ({statuses})"]
     if hygiene := data_hygiene(results_dir):
         lines.append(f"- **Data hygiene:** {hygiene}")
+    lines += [f"- **Warning:** {_esc(w)}" for w in preflight_warnings(results_dir)]
     return lines
 
 
