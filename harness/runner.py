@@ -215,18 +215,18 @@ def set_aside_damaged(results_dir: Path, progress=print) -> list[str]:
 
 
 def explosion(metrics: dict, base: dict, factor: float = EXPLODE_FACTOR) -> str | None:
-    """Why these metrics exploded against the base cell's (a perplexity beyond `factor` times, or not finite)."""
+    """Why these metrics exploded against the base cell's (perplexity beyond `factor` times, or not finite)."""
+    found = []
     for name, m in metrics.items():
-        ref = base.get(name)
-        if not name.startswith("ppl_") or not ref or not isinstance(ref.get("value"), (int, float)):
+        ref = (base.get(name) or {}).get("value")
+        if not name.startswith("ppl_") or not isinstance(ref, (int, float)) or not math.isfinite(ref):
             continue
         value = m.get("value")
         if not isinstance(value, (int, float)) or not math.isfinite(value):
-            return f"{name} is {value} (base {ref['value']:.4g}): the model no longer predicts text"
-        if value > factor * ref["value"]:
-            return (f"{name} {value:.4g} is {value / ref['value']:.3g}x the base model's {ref['value']:.4g} "
-                    f"(more than {factor:g}x): training blew the model up")
-    return None
+            found.append(f"{name} is {value} (base {ref:.4g})")
+        elif value > factor * ref:
+            found.append(f"{name} {value:.4g} is {value / ref:.3g}x the base model's {ref:.4g}")
+    return (f"{'; '.join(found)} (more than {factor:g}x the base): training blew the model up") if found else None
 
 
 def flag_explosions(cells: list[Cell], ran: list[Cell], results_dir: Path, progress=print) -> None:
