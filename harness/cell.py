@@ -2,13 +2,15 @@
 
 The runner starts it in a child process (`python -m harness.cell CELL.json RESULTS_DIR`)
 so a crash or an out-of-memory cannot take the matrix, or the next cell's memory
-numbers, with it.
+numbers, with it. The child dies with the runner (harness.procs) and marks each phase
+(load, prepare, train, evaluate) in its progress file, where the runner's watchdog reads it.
 
     result = run_cell(cell, Path("results/smoke"))
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -17,7 +19,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from harness import env, models, store, tracking
+from harness import env, models, procs, store, tracking
 from harness.matrix import BASE, Cell, resolve_params
 
 
@@ -29,6 +31,13 @@ def _artifact_bytes(strategy, model) -> int:
         return sum(f.stat().st_size for f in tmp.rglob("*") if f.is_file())
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _phase(progress_file: Path | None, name: str) -> None:
+    """Tell the runner's watchdog a phase started (rank 0 only: one clock per cell)."""
+    if progress_file and int(os.environ.get("RANK", "0")) == 0:
+        with open(progress_file, "a", encoding="utf-8") as f:
+            f.write(json.dumps({"phase": name}) + "\n")
 
 
 def run_cell(cell: Cell, results_dir: Path, progress=print, progress_file: Path | None = None) -> dict | None:
@@ -55,6 +64,7 @@ def run_cell(cell: Cell, results_dir: Path, progress=print, progress_file: Path 
         params = resolve_params(strategy.Params, cell.params)
     load_kwargs = strategy.load_kwargs(params) if hasattr(strategy, "load_kwargs") else {}
     memory = MemoryMonitor().start() if strategy else None  # baseline before the weights, not the libraries
+    _phase(progress_file, "load")
     model, tok = models.load(cell.model, root, **load_kwargs)
     base_logits = sanity.base_logits(model, tok) if strategy is not None else None  # before prepare changes weights
     result["total_params"] = sum(p.numel() for p in model.parameters())
@@ -64,8 +74,10 @@ def run_cell(cell: Cell, results_dir: Path, progress=print, progress_file: Path 
     else:
         if reason := strategy.check(model, params):
             return _finish(results_dir, result, "not_applicable", reason, started)
+        _phase(progress_file, "prepare")
         model = strategy.prepare(model, params)
         result["trainable_params"] = count_trainable(model)
+        _phase(progress_file, "train")
         examples = prepare_train(cell, tok, results_dir, progress)
         progress(f"  train {cell.label}: {len(examples)} examples, {cell.budget['tokens']:,} tokens")
         model, usage, trials = fit(cell, strategy, params, model, tok, examples,
@@ -82,6 +94,7 @@ def run_cell(cell: Cell, results_dir: Path, progress=print, progress_file: Path 
             return _finish(results_dir, result, "diverged", "loss became NaN/inf during training", started)
         if usage["stopped_by"] in ("time", "memory"):
             status, reason = "over_budget", f"stopped by the {usage['stopped_by']} cap before the token budget"
+    _phase(progress_file, "evaluate")
     metrics, items = run_suites(model, tok, cell, progress)
     result["metrics"] = metrics
     result["sanity"] = sanity.check(model, tok, cell.model, strategy is not None, base_logits)
@@ -100,7 +113,9 @@ def _finish(results_dir: Path, result: dict, status: str, reason: str | None, st
 
 
 def main(argv: list[str] | None = None) -> int:
+    procs.die_with_parent()
     cell_json, results_dir = (argv or sys.argv[1:])[:2]
+    procs.hold_writer_lock(Path(results_dir))
     cell = Cell.model_validate_json(Path(cell_json).read_text("utf-8"))
     progress_file = os.environ.get("HARNESS_PROGRESS_FILE")
     run_cell(cell, Path(results_dir), progress_file=Path(progress_file) if progress_file else None)

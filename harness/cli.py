@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from harness.config import ConfigError
+from harness.store import StoreError
 
 # Nothing here may reach a model hub unless a matrix names a hub id; offline errors then come at
 # once instead of after a minute of retries. Set HF_HUB_OFFLINE=0 to allow downloads.
@@ -100,7 +101,7 @@ def cmd_strategies(args) -> int:
 
 
 def cmd_leaderboard(args) -> int:
-    from harness.report.frame import ResultsError
+    from harness.report.frame import ResultsError, load_results, unverified
     from harness.report.leaderboard import write_leaderboard
 
     try:
@@ -108,6 +109,13 @@ def cmd_leaderboard(args) -> int:
     except ResultsError as e:
         print(f"harness: {e}", file=sys.stderr)
         return 2
+    except OSError as e:
+        print(f"harness: {args.results}: cannot write the leaderboard ({e.strerror or e}); is the folder read-only?",
+              file=sys.stderr)
+        return 2
+    if n := unverified(load_results(Path(args.results))):
+        print(f"harness: note: {n} result(s) in {args.results} predate checksums and were read unverified",
+              file=sys.stderr)
     return 0
 
 
@@ -194,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"harness: invalid input\n{e}", file=sys.stderr)
         return 2
-    except FileNotFoundError as e:
+    except (FileNotFoundError, StoreError) as e:
         print(f"harness: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -2,6 +2,9 @@
 
 One `harness run` owns a results folder at a time (a lock); finished results are never
 rewritten, and a run killed at any point resumes by re-running only the unfinished cells.
+A stored result that does not verify (store.damage) is named, moved aside and run again.
+A child that outlives a phase's time (budget.max_seconds, see `phase_limit`) is killed and
+recorded over_budget with the phase named; the child dies with the runner (harness.procs).
 Cells run one after another here (`executor="local"`) or as Ray tasks (`executor="ray"`,
 the optional `ray` extra); a cell with `train.nproc_per_node > 1` trains under torchrun.
 
@@ -11,6 +14,7 @@ the optional `ray` extra); a cell with `train.nproc_per_node > 1` trains under t
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -19,11 +23,19 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
-from harness import env, store
+from harness import env, procs, store
 from harness.config import MatrixSpec
 from harness.matrix import BASE, Cell, expand
 
 LOCK = ".lock"
+# A phase may overrun max_seconds by this much before the watchdog kills it: training stops itself at the
+# first step past the cap, and a loaded machine must not turn that overshoot into a kill.
+GRACE_FACTOR, GRACE_SECONDS = 0.5, 10.0
+START_SECONDS = 300.0  # importing torch and the libraries: not the cell's work, but not for ever either
+# A trained cell whose perplexity is more than this many times its base model's has blown up (BitFit at lr 1e8:
+# 3.6e7 against 1.6), not forgotten: fine-tuning that works moves the tiny world's general perplexity by well
+# under 2x. Such a cell is recorded `diverged`, its metrics kept.
+EXPLODE_FACTOR = 10.0
 
 
 class FolderLocked(RuntimeError):
@@ -35,17 +47,27 @@ def results_lock(results_dir: Path):
     """Hold results_dir/.lock for the whole run (an OS lock: a killed holder releases it at once)."""
     from filelock import FileLock, Timeout
 
-    results_dir.mkdir(parents=True, exist_ok=True)
     owner = results_dir / f"{LOCK}.owner"
     lock = FileLock(str(results_dir / LOCK), timeout=0)
     try:
+        results_dir.mkdir(parents=True, exist_ok=True)
         lock.acquire()
     except Timeout:
         holder = owner.read_text("utf-8").strip() if owner.is_file() else "unknown"
         raise FolderLocked(f"{results_dir}: another harness run (pid {holder}) is using this results folder; "
                            f"wait for it, or pass a different --out") from None
+    except OSError as e:
+        raise store.StoreError(f"{results_dir}: cannot write the results folder ({e.strerror or e}); "
+                               "is it read-only or the disk full? Pass a writable --out") from None
     try:
-        owner.write_text(str(os.getpid()), encoding="utf-8")
+        try:
+            owner.write_text(str(os.getpid()), encoding="utf-8")
+            procs.wait_for_writers(results_dir)  # a cell of a killed run may take a moment to die
+        except TimeoutError as e:
+            raise FolderLocked(str(e)) from None
+        except OSError as e:
+            raise store.StoreError(f"{results_dir}: cannot write the results folder ({e.strerror or e}); "
+                                   "is it read-only or the disk full? Pass a writable --out") from None
         for tmp in [*results_dir.glob("cells/.*.tmp"), *results_dir.glob("items/.*.tmp")]:
             tmp.unlink(missing_ok=True)  # half-written by a killed run; the finished files are untouched
         yield
@@ -54,19 +76,22 @@ def results_lock(results_dir: Path):
         lock.release()
 
 
-def _failed(cell: Cell, results_dir: Path, reason: str, started: float) -> dict:
+def _failed(cell: Cell, results_dir: Path, reason: str, started: float, status: str = "failed") -> dict:
     result = {"id": cell.id, "label": cell.label, "matrix": cell.matrix, "cell": cell.model_dump(mode="json"),
-              "status": "failed", "reason": reason, "wall_seconds": round(time.time() - started, 1),
+              "status": status, "reason": reason, "wall_seconds": round(time.time() - started, 1),
               "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "env": env.capture()}
     store.save(results_dir, result)
     return result
 
 
 def cell_command(cell: Cell, spec_file: Path, results_dir: Path) -> list[str]:
-    """`python -m harness.cell ...`, under torchrun when the cell trains on several processes."""
+    """`python -m harness.cell ...`, under torchrun when the cell trains on several processes.
+
+    torchrun starts through harness.procs so that it, like each of its workers, dies with its parent.
+    """
     args = ["-m", "harness.cell", str(spec_file), str(results_dir)]
     if cell.train.nproc_per_node > 1 and cell.strategy != BASE:
-        return [sys.executable, "-m", "torch.distributed.run", "--standalone",
+        return [sys.executable, "-m", "harness.procs", "torch.distributed.run", "--standalone",
                 f"--nproc_per_node={cell.train.nproc_per_node}", *args]
     return [sys.executable, *args]
 
@@ -74,8 +99,9 @@ def cell_command(cell: Cell, spec_file: Path, results_dir: Path) -> list[str]:
 def run_isolated(cell: Cell, results_dir: Path, on_progress=None, threads: int | None = None) -> dict:
     """The cell in a child process; its output goes to logs/<id>.log, a crash becomes a `failed` result.
 
-    The child appends JSON lines (tokens, loss) to logs/<id>.progress.jsonl; `on_progress`
-    gets each one while the child runs.
+    The child appends JSON lines to logs/<id>.progress.jsonl: `{"phase": ...}` when a phase
+    starts (the watchdog's clock) and `{"tokens", "loss", ...}` while it trains (`on_progress`
+    gets those). The child is killed if this process stops waiting for it (Ctrl-C, an error).
     """
     started = time.time()
     logs = results_dir / "logs"
@@ -85,13 +111,24 @@ def run_isolated(cell: Cell, results_dir: Path, on_progress=None, threads: int |
     log = logs / f"{cell.id}.log"
     progress_file = logs / f"{cell.id}.progress.jsonl"
     progress_file.unlink(missing_ok=True)
-    child_env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "HARNESS_PROGRESS_FILE": str(progress_file)}
+    child_env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "HARNESS_PROGRESS_FILE": str(progress_file),
+                 procs.PARENT_ENV: str(os.getpid())}
     if threads:
         child_env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     with log.open("w", encoding="utf-8") as out:
         child = subprocess.Popen(cell_command(cell, spec_file, results_dir), stdout=out, stderr=subprocess.STDOUT,
                                  env=child_env)
-        code = _wait(child, progress_file, on_progress)
+        try:
+            code, overrun = _wait(child, progress_file, on_progress, cell)
+        finally:
+            if child.poll() is None:  # interrupted, or the watchdog fired: no child outlives the wait
+                child.kill()
+                child.wait()
+    if overrun:
+        phase, seconds = overrun
+        return _failed(cell, results_dir, f"watchdog: the {phase} phase ran {seconds:.0f}s, past budget.max_seconds "
+                                          f"{cell.budget['max_seconds']:g}s (limit {phase_limit(cell, phase):.0f}s "
+                                          f"with grace); killed (log: {log})", started, status="over_budget")
     result = store.load(results_dir, cell.id)
     if code == 0 and result is not None and result.get("finished_at", "") >= _iso(started):
         return result
@@ -100,21 +137,44 @@ def run_isolated(cell: Cell, results_dir: Path, on_progress=None, threads: int |
     return _failed(cell, results_dir, f"crashed, {why}: {' | '.join(tail)[-600:]} (log: {log})", started)
 
 
-def _wait(child: subprocess.Popen, progress_file: Path, on_progress) -> int:
-    """Wait for the child, tailing its progress lines."""
-    offset = 0
+def phase_limit(cell: Cell, phase: str) -> float | None:
+    """Seconds a phase of the cell may run before the watchdog kills it; None without budget.max_seconds.
+
+    Every phase gets max_seconds (training: per learning-rate trial) plus grace; start-up
+    (imports, before the first phase line) gets at least START_SECONDS.
+    """
+    cap = cell.budget.get("max_seconds")
+    if not cap:
+        return None
+    if phase == "train":
+        cap *= len(cell.lr_multipliers or [1])
+    limit = cap * (1 + GRACE_FACTOR) + GRACE_SECONDS
+    return max(limit, START_SECONDS) if phase == "start" else limit
+
+
+def _wait(child: subprocess.Popen, progress_file: Path, on_progress, cell: Cell) -> tuple[int, tuple | None]:
+    """Wait for the child, tailing its progress lines; (exit code, (phase, seconds) if the watchdog fired)."""
+    offset, phase, since = 0, "start", time.monotonic()
     while True:
         code = child.poll()
-        if on_progress and progress_file.is_file():
+        if progress_file.is_file():
             with progress_file.open("rb") as f:
                 f.seek(offset)
                 chunk = f.read()
             complete = chunk[:chunk.rfind(b"\n") + 1]  # a line still being written waits for the next look
             offset += len(complete)
-            for line in complete.decode("utf-8").splitlines():
-                on_progress(json.loads(line))
+            for line in map(json.loads, complete.decode("utf-8").splitlines()):
+                if "phase" in line:
+                    phase, since = line["phase"], time.monotonic()
+                elif on_progress:
+                    on_progress(line)
         if code is not None:
-            return code
+            return code, None
+        limit = phase_limit(cell, phase)
+        if limit is not None and time.monotonic() - since > limit:
+            child.kill()
+            child.wait()
+            return child.returncode, (phase, time.monotonic() - since)
         time.sleep(0.3)
 
 
@@ -127,6 +187,7 @@ def run_matrix(spec: MatrixSpec, root: Path, results_dir: Path, rerun: bool = Fa
     """Every cell of the matrix has a result on disk when this returns (finished ones are reused)."""
     cells = expand(spec, root)
     with results_lock(results_dir):
+        set_aside_damaged(results_dir, progress)
         todo = [c for c in cells if rerun or not store.is_finished(results_dir, c.id)]
         progress(f"matrix {spec.name}: {len(cells)} cells, {len(cells) - len(todo)} already finished, "
                  f"{len(todo)} to run -> {results_dir}")
@@ -138,7 +199,49 @@ def run_matrix(spec: MatrixSpec, root: Path, results_dir: Path, rerun: bool = Fa
             _run_local(todo, results_dir, isolate, progress)
         else:
             raise ValueError(f"unknown executor {executor!r} (local or ray)")
+        flag_explosions(cells, todo, results_dir, progress)
     return [store.load(results_dir, c.id) for c in cells]
+
+
+def set_aside_damaged(results_dir: Path, progress=print) -> list[str]:
+    """Move every stored result that does not verify to aside/ (named, never deleted); their cells run again."""
+    moved = []
+    for cell_id in store.stored_ids(results_dir):
+        if bad := store.damage(results_dir, cell_id):
+            dest = store.quarantine(results_dir, cell_id, bad.code)
+            progress(f"damaged result: {bad.message}; moved to {dest}, the cell runs again")
+            moved.append(cell_id)
+    return moved
+
+
+def explosion(metrics: dict, base: dict, factor: float = EXPLODE_FACTOR) -> str | None:
+    """Why these metrics exploded against the base cell's (perplexity beyond `factor` times, or not finite)."""
+    found = []
+    for name, m in metrics.items():
+        ref = (base.get(name) or {}).get("value")
+        if not name.startswith("ppl_") or not isinstance(ref, (int, float)) or not math.isfinite(ref):
+            continue
+        value = m.get("value")
+        if not isinstance(value, (int, float)) or not math.isfinite(value):
+            found.append(f"{name} is {value} (base {ref:.4g})")
+        elif value > factor * ref:
+            found.append(f"{name} {value:.4g} is {value / ref:.3g}x the base model's {ref:.4g}")
+    return (f"{'; '.join(found)} (more than {factor:g}x the base): training blew the model up") if found else None
+
+
+def flag_explosions(cells: list[Cell], ran: list[Cell], results_dir: Path, progress=print) -> None:
+    """A trained cell of this run whose perplexity exploded against its base cell's becomes `diverged`."""
+    bases = {c.model.id: store.load(results_dir, c.id) for c in cells if c.strategy == BASE}
+    for cell in ran:
+        base = bases.get(cell.model.id)
+        result = store.load(results_dir, cell.id)
+        if cell.strategy == BASE or not base or base["status"] != "ok" or not result or result["status"] != "ok":
+            continue
+        if why := explosion(result.get("metrics") or {}, base.get("metrics") or {}):
+            progress(f"      {cell.label}: diverged: {why}")
+            reason = f"{why}; {result['reason']}" if result.get("reason") else why
+            store.save(results_dir, {**result, "status": "diverged", "reason": reason},
+                       store.load_items(results_dir, cell.id))
 
 
 def _run_local(todo: list[Cell], results_dir: Path, isolate: bool, progress) -> None:

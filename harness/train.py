@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -58,6 +59,7 @@ def train(model, tok, examples: list[dict], spec: TrainSpec, budget: dict, seed:
     if world > 1:
         examples = split_to_multiple(examples, spec.batch_size * world)
     steps = math.ceil(len(examples) / (spec.batch_size * world))
+    own_workdir = workdir is None  # Trainer wants an output folder; with save_strategy "no" nothing in it is kept
     workdir = workdir or Path(tempfile.mkdtemp(prefix="harness-train-"))
     args = TrainingArguments(
         output_dir=str(workdir), per_device_train_batch_size=spec.batch_size, max_steps=steps,
@@ -81,6 +83,8 @@ def train(model, tok, examples: list[dict], spec: TrainSpec, budget: dict, seed:
     finally:
         if own_monitor:
             memory.stop()
+        if own_workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
     state = trainer.state
     tokens = int(state.num_input_tokens_seen)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)

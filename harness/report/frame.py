@@ -1,7 +1,8 @@
 """A results folder as rows: one per cell, cells that differ only by seed collapsed into one (mean ± std).
 
-Reading is strict: a folder without cells/, or a file that is not JSON, raises ResultsError naming
-the path, so `harness leaderboard` and `harness compare` can exit 2 instead of reporting half a folder.
+Reading is strict: a folder without cells/, or a result that does not verify (store.damage: not JSON,
+checksum mismatch, items or metrics missing), raises ResultsError naming the file, so `harness
+leaderboard` and `harness compare` exit 2 instead of reporting a damaged or half a folder.
 
     results = load_results(Path("results/smoke"))
     rows = summarize(results)     # base cells first; rows[i]["metrics"]["task_exact_match"]["value"]
@@ -15,6 +16,8 @@ import re
 from pathlib import Path
 
 import numpy as np
+
+from harness import store
 
 BASE = "base"  # the strategy name of a matrix's untrained base cell
 # Keys of result["cell"] that do not make a different experiment: seeds are repeats of one.
@@ -37,14 +40,19 @@ def load_results(results_dir: Path) -> list[dict]:
     cells = Path(results_dir) / "cells"
     if not cells.is_dir():
         raise ResultsError(f"{results_dir}: not a results folder (no cells/ inside)")
-    results = [_read_json(p) for p in sorted(cells.glob("*.json"))]
-    if not results:
+    ids = store.stored_ids(results_dir)
+    if not ids:
         raise ResultsError(f"{cells}: no cell results (*.json)")
-    for path, r in zip(sorted(cells.glob("*.json")), results):
-        missing = [k for k in ("id", "cell", "status") if not isinstance(r, dict) or k not in r]
-        if missing or not isinstance(r["cell"], dict) or "strategy" not in r["cell"]:
-            raise ResultsError(f"{path}: not a cell result (missing {', '.join(missing) or 'cell.strategy'})")
-    return results
+    for cell_id in ids:
+        if bad := store.damage(results_dir, cell_id):
+            raise ResultsError(f"{bad.message}; refusing to report it (`harness run` moves it aside and runs the "
+                               "cell again)")
+    return [_read_json(store.cell_file(results_dir, cell_id)) for cell_id in ids]
+
+
+def unverified(results: list[dict]) -> int:
+    """How many results predate checksums (read on their structure alone)."""
+    return sum(not store.verified(r) for r in results)
 
 
 def load_items(results_dir: Path, cell_id: str) -> dict:
