@@ -7,10 +7,10 @@ arXiv:2411.00640, recommends clustered errors for exactly this case). Methods, b
 
 - a proportion (every item scores 0 or 1): the Wilson score interval, which keeps a width at 0 and 1
   where a percentile bootstrap collapses to a point. With groups: Wilson at the effective sample
-  size n / deff, deff = max(1, the clustered variance / the binomial variance), the design-effect
-  adjustment of survey statistics (Korn & Graubard 1998). At 0 or 1 the data cannot show how
-  strongly groups agree, so the worst case is taken (every group counts once: n_eff = n^2 / sum of
-  squared group sizes).
+  size n / deff, deff = max(1, the clustered variance / the binomial variance), times Korn &
+  Graubard's (1998) degrees-of-freedom factor (z / t_{G-1})^2 for G groups, the survey-statistics
+  adjustment for clustered proportions. At 0 or 1 the data cannot show how strongly groups agree,
+  so the worst case is taken (every group counts once: deff = sum of squared group sizes / n).
 - any other mean, perplexity (token-weighted) and corpus metrics (BLEU, chrF re-scored from summed
   statistics): a percentile bootstrap over items, or over groups where they exist.
 - paired differences: the same resampling applied to both cells at once.
@@ -34,8 +34,8 @@ ITERS = 1000
 
 METHODS = {
     "wilson": "Wilson score interval (a proportion: every item scores 0 or 1)",
-    "wilson-clustered": "Wilson score interval at the effective sample size n/deff, the design effect measured from "
-                        "the groups (at 0 or 1, the worst case: each group counts once)",
+    "wilson-clustered": "Wilson score interval at the effective sample size of grouped items (n / design effect, "
+                        "Korn-Graubard t correction; at 0 or 1, the worst case: each group counts once)",
     "bootstrap": f"percentile bootstrap over items ({ITERS:,} resamples)",
     "cluster-bootstrap": f"percentile bootstrap over groups ({ITERS:,} resamples of whole groups)",
     "paired-bootstrap": "paired bootstrap: the same items resampled for both cells",
@@ -97,7 +97,7 @@ def is_proportion(values) -> bool:
 
 
 def design_effect(values, groups: Sequence) -> float:
-    """Variance of the mean under clustering over its binomial variance, at least 1 (None-safe at 0 and 1).
+    """Variance of the mean under clustering over its binomial variance, at least 1.
 
     The clustered variance is the ratio-estimator (linearisation) variance over groups,
     G/(G-1) * sum_g (y_g - p m_g)^2 / n^2. Where every item scores the same it is 0/0; the
@@ -115,13 +115,22 @@ def design_effect(values, groups: Sequence) -> float:
 
 
 def wilson_ci(values, level: float = 0.95, groups: Sequence | None = None) -> tuple[float, float, float]:
-    """Proportion and its Wilson score interval; with `groups`, at the design-effect-adjusted sample size."""
+    """Proportion and its Wilson score interval; with `groups`, at the effective sample size.
+
+    n_eff = n / deff * (z / t_{G-1})^2: the design effect, and Korn & Graubard's degrees-of-freedom
+    factor, since the clustered variance is estimated from only G groups.
+    """
     x = np.asarray(values, dtype=float)
     if len(x) == 0:
         return float("nan"), float("nan"), float("nan")
     p = float(x.mean())
-    n = len(x) / (design_effect(x, groups) if groups is not None else 1.0)
     z = NormalDist().inv_cdf(1 - (1 - level) / 2)
+    n = float(len(x))
+    if groups is not None:
+        from scipy.stats import t
+
+        k = len(set(map(str, groups)))
+        n = n / design_effect(x, groups) * (z / t.ppf(1 - (1 - level) / 2, k - 1)) ** 2 if k > 1 else 1.0
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z / (1 + z * z / n) * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
     return p, max(0.0, float(centre - half)), min(1.0, float(centre + half))

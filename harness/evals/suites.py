@@ -46,8 +46,9 @@ def run_suites(model, tok, cell, progress=print) -> tuple[dict, dict]:
             metrics[metric] = interval(values, groups.get(metric))
             if isinstance(values, CorpusScores):  # stored: sentence scores, and the statistics deltas re-score
                 items[metric], items[f"_{metric}_stats"] = values.per_item, values.stats
-                if metric in ids:
-                    ids[f"_{metric}_stats"] = ids[metric]
+                for labels in (ids, groups):
+                    if metric in labels:
+                        labels[f"_{metric}_stats"] = labels[metric]
     items["_ids"] = ids
     if groups:
         items["_groups"] = groups
