@@ -130,7 +130,8 @@ def test_an_eval_file_changed_at_the_same_size_is_paired_by_id_not_position(tmp_
     scores = binary(0.8, N, 1)
     _with_ids(a, "m1", scores, ids)
     kept = list(range(100, N))[::-1]  # the 200 items still there, in another order, each scoring as before
-    _with_ids(b, "m2", [scores[i] for i in kept] + [0.0] * 100, [ids[i] for i in kept] + [f"new{i}" for i in range(100)])
+    _with_ids(b, "m2", [scores[i] for i in kept] + [0.0] * 100,
+              [ids[i] for i in kept] + [f"new{i}" for i in range(100)])
     assert main(["compare", str(a), str(b), "--tolerance", "0.02"]) == 0  # by position it would regress by 0.2
     out = capsys.readouterr().out
     row = next(line for line in out.splitlines() if "task_exact_match" in line and "lora" in line)

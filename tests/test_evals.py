@@ -67,7 +67,7 @@ def test_rouge_equals_hand_counted_overlaps_english_chinese_and_multi_reference(
     # Tokens lower-cased and stemmed when longer than 3 letters: "cats" -> "cat", "sitting" -> "sit".
     # pred [the cat sat on the mat] (6 tokens, 5 bigrams)
     # ref 1 [a cat was sit on the mat] (7 tokens, 6 bigrams): unigrams shared the, cat, on, mat = 4
-    #   -> F1 = 2 (4/6)(4/7) / (4/6 + 4/7) = 8/13; bigrams "on the", "the mat" = 2 -> 2 (2/5)(2/6) / (2/5 + 2/6) = 4/11;
+    #   -> F1 = 2 (4/6)(4/7) / (4/6 + 4/7) = 8/13; bigrams "on the", "the mat" = 2 -> 2(2/5)(2/6) / (2/5 + 2/6) = 4/11;
     #   LCS "cat on the mat" = 4 -> 8/13
     # ref 2 [the cat is on the mat] (6, 5): unigrams the x2, cat, on, mat = 5 -> 5/6; bigrams "the cat", "on the",
     #   "the mat" = 3 -> 3/5; LCS "the cat on the mat" = 5 -> 5/6. The best reference counts: ref 2.

@@ -10,7 +10,6 @@ import pytest
 from fake_results import binary, ppl_items, save_cell
 
 from harness.cli import main
-from harness.evals import stats
 from harness.report.frame import load_results, summarize
 from harness.report.leaderboard import write_leaderboard
 from harness.report.table import annotate
@@ -183,3 +182,11 @@ def test_header_names_the_setup_and_data_hygiene(results):
 def test_unreadable_results_exit_2(tmp_path, capsys):
     assert main(["leaderboard", str(tmp_path)]) == 2
     assert str(tmp_path) in capsys.readouterr().err
+
+
+def test_cells_whose_items_share_no_id_are_refused(tmp_path, capsys):
+    d = tmp_path / "m"
+    save_cell(d, "base", "base", {"task_exact_match": binary(0.5, 8, 0), "_ids": {"task_exact_match": list("abcdefgh")}})
+    save_cell(d, "full", "full", {"task_exact_match": binary(0.5, 8, 1), "_ids": {"task_exact_match": list("ijklmnop")}})
+    assert main(["leaderboard", str(d)]) == 2
+    assert "task_exact_match: cells" in (err := capsys.readouterr().err) and "no item in common (8 and 8 items" in err

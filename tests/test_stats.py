@@ -133,7 +133,8 @@ def test_align_joins_on_ids_and_says_what_it_did():
     p = align(a, b, 3, 3)
     assert [b[i] for i in p.b] == [a[i] for i in p.a] == a and p.note is None and p.by == "id"
     part = align(["x", "y", "z", "w"], ["y", "x", "v"], 4, 3)
-    assert part.n == 2 and part.note == "paired the 2 items both sides scored (2 only in the first, 1 only in the second)"
+    assert part.n == 2
+    assert part.note == "paired the 2 items both sides scored (2 only in the first, 1 only in the second)"
     with pytest.raises(PairingError, match="no item in common"):
         align(["x"], ["y"], 1, 1)
     old = align(None, ["x", "y"], 2, 2)

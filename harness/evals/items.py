@@ -76,7 +76,7 @@ def align(a_ids: list[str] | None, b_ids: list[str] | None, n_a: int, n_b: int) 
     if not shared:
         raise PairingError(f"no item in common ({n_a} and {n_b} items, every id different): the two cells scored "
                            "different eval items")
-    a, b = (np.array(x) for x in zip(*shared))
+    a, b = (np.array(x) for x in zip(*shared, strict=True))
     note = None
     if len(shared) < max(n_a, n_b):
         note = (f"paired the {len(shared)} items both sides scored ({n_a - len(shared)} only in the first, "

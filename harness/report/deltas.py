@@ -94,7 +94,8 @@ def _paired(a: Side, b: Side) -> dict | None:
     method = "paired-cluster-bootstrap" if groups is not None else "paired-bootstrap"
     if is_ppl(a.scores) and is_ppl(b.scores):
         kind = "perplexity"
-        pick_a, pick_b = ([np.asarray(x)[ia].tolist() for x in a.scores], [np.asarray(x)[ib].tolist() for x in b.scores])
+        pick_a = [np.asarray(x)[ia].tolist() for x in a.scores]
+        pick_b = [np.asarray(x)[ib].tolist() for x in b.scores]
         try:
             delta, lo, hi = stats.paired_ppl_diff_ci(tuple(pick_a), tuple(pick_b), groups=groups)
         except ValueError:  # other token counts (another tokenizer): not the same documents as scored

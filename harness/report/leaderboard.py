@@ -198,16 +198,18 @@ def interval_legend(rows: list[dict]) -> list[str]:
     values: dict[str, list[str]] = {}
     diffs: dict[str, list[str]] = {}
     notes: dict[str, list[str]] = {}
+    count: Counter = Counter()
     for r in rows:
         for name, m in r["metrics"].items():
             add(values, m["ci_method"], name)
         for name, d in r["vs_base"].items():
             add(diffs, d["method"], name)
             if d.get("note"):
-                notes.setdefault(d["note"], []).append(f"`{_esc(r['label'])}` {describe(name).label}")
+                add(notes, d["note"], name)
+                count[d["note"]] += 1
     lines = [f"- interval: {METHODS.get(k, k)}: {', '.join(v)}" for k, v in values.items()]
     lines += [f"- Δ interval: {METHODS.get(k, k)}: {', '.join(v)}" for k, v in diffs.items()]
-    return lines + [f"- pairing: {note}: {', '.join(where)}" for note, where in notes.items()]
+    return lines + [f"- pairing: {note} ({count[note]} Δ of {', '.join(v)})" for note, v in notes.items()]
 
 
 def markdown(results: list[dict], rows: list[dict], results_dir: Path, title: str, figures: list[Path]) -> str:
