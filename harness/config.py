@@ -65,6 +65,7 @@ class DataSpec(_Spec):
     test: Carve = None  # None: the source's own "test" split, else 10% carved from train
     format: Literal["auto", "alpaca", "prompt_completion", "chat", "text"] = "auto"  # auto: from the keys
     columns: dict[str, str] = Field(default_factory=dict)  # our field -> your column, e.g. {output: summary}
+    group: str | None = None  # column naming the group an item was drawn with (tiny world: person); see stats.py
     template: Literal["auto", "chat", "alpaca", "raw"] = "auto"  # auto: the tokenizer's chat template if any
     max_length: PositiveInt = 256  # tokens per example
     truncation: Literal["left", "right", "drop"] = "left"  # left: cut the prompt's start; drop: skip the example

@@ -4,6 +4,20 @@
     results/<matrix>/items/<cell_id>.json    per-item scores (paired comparisons, the regression gate)
     results/<matrix>/aside/<UTC time>-<why>/ results moved out of the way, never deleted
 
+An items file holds, per metric, its per-item scores in the suite's order, auxiliaries beside
+them (keys starting with "_"), and the ids and groups of every per-item list:
+
+    "<metric>": [score, ...]                       one per item
+    "ppl_<name>": [[nll_sum, ...], [tokens, ...]]  one per document
+    "_predictions", "_<metric>_stats", "_refusal_<set>_replies", ...   one per item; other "_" keys
+                                                   (e.g. "_sanity_batch_invariance") are not per-item
+    "_ids": {"<key>": ["<16 hex>", ...]}           every per-item list's item ids, same order
+                                                   (harness.evals.items: a hash of the item's content)
+    "_groups": {"<key>": ["<group>", ...]}         only for lists whose set declares groups (data.group,
+                                                   a benchmark's subtask); the intervals resample them
+
+Files written before ids were stored have neither "_ids" nor "_groups"; pairing them is by position.
+
 A cell whose result has a final status is never run again unless asked (`--rerun`);
 a `failed` cell (a crash, not a measurement) is retried by the next run.
 

@@ -27,10 +27,21 @@ def ppl_items(scale: float, n: int = 40, seed: int = 0) -> list[list]:
 
 def save_cell(results_dir: Path, label: str, strategy: str, items: dict | None, seed: int = 0,
               params: dict | None = None, status: str = "ok", reason: str | None = None, model: str = "base-a",
-              trainable: int = 0, usage: dict | None = None, **extra) -> dict:
-    """One cell result whose metrics are computed from `items` exactly as the evals do."""
+              trainable: int = 0, usage: dict | None = None, intervals: bool = False, **extra) -> dict:
+    """One cell result whose metrics are computed from `items` (`intervals`: by stats.interval, as the evals do,
+    with the items' `_groups`; else a percentile bootstrap over items). CorpusScores are stored as the evals store
+    them: sentence scores plus `_<name>_stats`."""
     metrics = {}
-    for name, scores in (items or {}).items():
+    items = None if items is None else dict(items)
+    for name, scores in list((items or {}).items()):
+        if name.startswith("_"):
+            continue
+        if intervals or isinstance(scores, stats.CorpusScores):
+            metrics[name] = stats.interval(tuple(scores) if name.startswith("ppl") else scores,
+                                           (items.get("_groups") or {}).get(name))
+            if isinstance(scores, stats.CorpusScores):
+                items[name], items[f"_{name}_stats"] = scores.per_item, scores.stats
+            continue
         if name.startswith("ppl"):
             value, lo, hi = stats.perplexity_ci(*scores)
             n = len(scores[0])

@@ -100,6 +100,11 @@ def test_suite_scores_the_shipped_world_with_cis_and_a_batch_invariance_check(tm
     for name in ("mmlu_cloze_acc", "mmlu_acc", "ceval_cloze_acc"):
         m = metrics[name]
         assert m["n"] == 30 and len(items[name]) == 30 and m["ci_low"] <= m["value"] <= m["ci_high"]
+        subjects = items["_groups"][name]  # one lm-eval task per subject: questions cluster by subject
+        assert len(set(subjects)) == 3 and all(subjects.count(s) == 10 for s in subjects)
+        assert m["ci_method"] == "wilson-clustered" and m["groups"] == 3
+        assert len(set(items["_ids"][name])) == 30
+    assert items["_ids"]["mmlu_cloze_acc"] == items["_ids"]["mmlu_cloze_acc_norm"]  # the same docs
     sanity = items["_sanity_batch_invariance"]
     assert set(sanity) == {"mmlu_cloze", "mmlu", "ceval_cloze"}
     for check in sanity.values():

@@ -113,3 +113,40 @@ def test_multiplying_the_regression_is_monotone(baseline, tmp_path):
         _matrix(cand, "m2", _worse(binary(0.8, N, 1), k))
         codes.append(main(["compare", str(baseline), str(cand), "--tolerance", "0.02"]))
     assert codes == sorted(codes) and codes[0] == 0 and codes[-1] == 1
+
+
+def _with_ids(d, model: str, scores: list[float], ids: list[str]) -> None:
+    """base and lora cells whose task items carry ids (the lora cell's scores are `scores`)."""
+    save_cell(d, "base", "base", {"task_exact_match": binary(0.1, len(ids), 0), "_ids": {"task_exact_match": ids}},
+              model=model)
+    save_cell(d, "lora r=4", "lora", {"task_exact_match": scores, "_ids": {"task_exact_match": ids}},
+              params={"r": 4}, model=model, trainable=4096)
+
+
+def test_an_eval_file_changed_at_the_same_size_is_paired_by_id_not_position(tmp_path, capsys):
+    """100 of 300 items replaced by harder ones (all wrong) and the file reordered: the model did not change."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    ids = [f"q{i}" for i in range(N)]
+    scores = binary(0.8, N, 1)
+    _with_ids(a, "m1", scores, ids)
+    kept = list(range(100, N))[::-1]  # the 200 items still there, in another order, each scoring as before
+    _with_ids(b, "m2", [scores[i] for i in kept] + [0.0] * 100,
+              [ids[i] for i in kept] + [f"new{i}" for i in range(100)])
+    assert main(["compare", str(a), str(b), "--tolerance", "0.02"]) == 0  # by position it would regress by 0.2
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if "task_exact_match" in line and "lora" in line)
+    assert "+0.000 [+0.000, +0.000]" in row and "indistinguishable" in row
+    assert "paired the 200 items both sides scored (100 only in the first, 100 only in the second)" in out
+
+
+def test_items_with_no_id_in_common_are_refused_and_old_files_pair_by_position(tmp_path, capsys):
+    a, b, old = tmp_path / "a", tmp_path / "b", tmp_path / "old"
+    _with_ids(a, "m1", binary(0.8, N, 1), [f"q{i}" for i in range(N)])
+    _with_ids(b, "m2", binary(0.8, N, 1), [f"other{i}" for i in range(N)])
+    assert main(["compare", str(a), str(b)]) == 2
+    err = capsys.readouterr().err
+    assert str(b) in err and "no item in common (300 and 300 items, every id different)" in err
+    _matrix(old, "m3", binary(0.8, N, 1))  # items files written before ids were stored
+    assert main(["compare", str(a), str(old)]) == 0
+    assert "no item ids on one side (items written before ids were stored): paired by position" in (
+        capsys.readouterr().out)

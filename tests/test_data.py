@@ -331,3 +331,14 @@ def test_packing_refuses_prefix_tuning_whose_virtual_tokens_would_leak_across_ex
     with pytest.raises(ConfigError, match="packing cannot be combined with prefix"):
         collator(world_tok, True, model)
     assert collator(world_tok, False, model)[1] == "non_padding"
+
+
+def test_a_group_column_travels_with_each_item_and_a_missing_value_is_named(tmp_path):
+    rows = load_split(DataSpec(path="zoo:tiny-world/record", group="person"), TINY_WORLD, "test")
+    people = [r["group"] for r in rows]
+    assert len(rows) == 96 and len(set(people)) == 24 and all(people.count(p) == 4 for p in people)
+    assert all(reference(r).startswith(r["group"] + ",") for r in rows)  # the card names its person
+    assert "group" not in load_split(DataSpec(path="zoo:tiny-world/record"), TINY_WORLD, "test")[0]
+    bad = write_jsonl(tmp_path / "train.jsonl", [{**r, "person": "Ada"} for r in ALPACA[:3]] + [ALPACA[3]])
+    with pytest.raises(FormatError, match=r"train.jsonl:4: no value in the group column 'person' \(data.group\)"):
+        load_split(spec(bad, group="person"), tmp_path, "train")

@@ -13,12 +13,11 @@ from harness.evals.perplexity import text_nll
 from harness.evals.stats import mean_ci, perplexity_ci
 
 
-def test_rouge_l_equals_rouge_score():
-    from rouge_score import rouge_scorer
-
-    pred, ref = "the cat sat on the mat", "a cat was sitting on the mat"
-    expected = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True).score(ref, pred)["rougeL"].fmeasure
-    assert rouge_l(pred, ref) == pytest.approx(expected)
+def test_rouge_l_equals_the_hand_computed_lcs():
+    # stemmed: "cats" -> "cat", "sitting" -> "sit" (words of 3 letters or fewer are left as they are).
+    # LCS of [the cat sat on the mat] and [a cat was sit on the mat] is "cat on the mat", 4 tokens:
+    # P = 4/6, R = 4/7, F = 2PR / (P + R) = 8/13; unstemmed, "cats" would not match: LCS 3, F = 6/13
+    assert rouge_l("the cats sat on the mat", "a cat was sitting on the mat") == pytest.approx(8 / 13)
     assert rouge_l("米拉住在卡尔斯克", "米拉住在卡尔斯克") == 1.0  # rouge-score alone gives 0.0 on Chinese
     assert 0 < rouge_l("米拉住在北京", "米拉住在卡尔斯克") < 1
 
@@ -55,12 +54,14 @@ def test_text_nll_equals_model_loss_and_sliding_window_covers_every_token(tiny_m
     assert n2 == n and windowed[0] / n2[0] > 0 and math.isfinite(windowed[0])
 
 
-def test_bootstrap_intervals_bracket_the_estimate():
+def test_bootstrap_interval_of_a_proportion_takes_the_resampled_counts():
+    # 6 of 8: a resample's mean is k/8 with k ~ Binomial(8, 0.75). The expanded tail level for 8 items is
+    # Φ(-sqrt(8/7) t_{0.975,7}) = 0.0057; P(k <= 2) = 0.0042 < 0.0057 < P(k <= 3) = 0.027 and P(k = 8) = 0.100,
+    # so the interval is [3/8, 8/8] (up to Monte-Carlo error in 1,000 resamples)
     mean, lo, hi = mean_ci([1, 0, 1, 1, 0, 1, 1, 1])
-    assert lo <= mean <= hi and mean == pytest.approx(0.75)
-    assert mean_ci([1.0] * 5) == (1.0, 1.0, 1.0)
-    ppl, lo, hi = perplexity_ci([10.0, 20.0], [5, 5])
-    assert ppl == pytest.approx(math.exp(3.0)) and lo <= ppl <= hi
+    assert (mean, lo, hi) == (0.75, 3 / 8, 1.0)
+    ppl, lo, hi = perplexity_ci([10.0, 20.0], [5, 5])  # resamples give e², e³ or e⁴: the extremes span it
+    assert (ppl, lo, hi) == (pytest.approx(math.exp(3.0)), pytest.approx(math.exp(2.0)), pytest.approx(math.exp(4.0)))
 
 
 def test_paired_diff_is_tighter_than_independent_intervals():

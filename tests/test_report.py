@@ -10,7 +10,6 @@ import pytest
 from fake_results import binary, ppl_items, save_cell
 
 from harness.cli import main
-from harness.evals import stats
 from harness.report.frame import load_results, summarize
 from harness.report.leaderboard import write_leaderboard
 from harness.report.table import annotate
@@ -79,17 +78,66 @@ def test_seeds_collapse_into_mean_and_std(results):
     assert f"{np.mean(values):.3f} ± {np.std(values, ddof=1):.3f}" in md
 
 
-def test_deltas_equal_the_paired_bootstrap_on_the_items(results):
+def test_deltas_are_paired_over_items_and_equal_hand_computed_values(results):
     full = _rows(results)["full"]["vs_base"]
-    em = stats.paired_diff_ci(binary(0.1, N, 0), binary(0.88, N, 21))
-    ppl = stats.paired_ppl_diff_ci(tuple(ppl_items(1.0)), tuple(ppl_items(1.1, seed=3)))
-    assert (full["task_exact_match"]["delta"], full["task_exact_match"]["lo"], full["task_exact_match"]["hi"]) == em
-    assert (full["ppl_general"]["delta"], full["ppl_general"]["lo"], full["ppl_general"]["hi"]) == ppl
-    assert full["task_exact_match"]["paired"] and full["ppl_general"]["paired"]
-    # two seeds: the per-item scores averaged over seeds, then the same paired bootstrap
+    a, b = np.array(binary(0.1, N, 0)), np.array(binary(0.88, N, 21))
+    em = full["task_exact_match"]
+    # the delta is the mean per-item difference; its paired bootstrap interval is, for 200 items, the normal
+    # approximation mean ± 1.96 sd(differences) / sqrt(200) up to Monte-Carlo error
+    d = b - a
+    assert em["delta"] == pytest.approx(d.mean()) and em["paired"] and em["kind"] == "mean"
+    assert (em["hi"] - em["lo"]) / 2 == pytest.approx(1.96 * d.std(ddof=1) / np.sqrt(N), rel=0.1)
+    # perplexity: exp(sum NLL / sum tokens) of each side, on the same documents
+    (nll_a, n), (nll_b, _) = ppl_items(1.0), ppl_items(1.1, seed=3)
+    assert full["ppl_general"]["delta"] == pytest.approx(np.exp(sum(nll_b) / sum(n)) - np.exp(sum(nll_a) / sum(n)))
+    assert full["ppl_general"]["kind"] == "perplexity" and full["ppl_general"]["lo"] > 0
+    # two seeds: the per-item scores averaged over seeds, then paired with the base
     seeds = np.mean([binary(0.80, N, 10), binary(0.90, N, 11)], axis=0)
-    assert _rows(results)["lora r=4"]["vs_base"]["task_exact_match"]["delta"] == pytest.approx(
-        stats.paired_diff_ci(binary(0.1, N, 0), list(seeds))[0])
+    assert _rows(results)["lora r=4"]["vs_base"]["task_exact_match"]["delta"] == pytest.approx((seeds - a).mean())
+
+
+def test_corpus_metric_deltas_are_corpus_deltas_and_summaries_say_so(tmp_path):
+    from harness.evals.generation import bleu
+
+    refs = [["the cat sat on the mat"]] * 2
+    d = tmp_path / "m"
+    ids = {"task_bleu": ["i1", "i2"]}
+    # base: sentence BLEU 53.73 and 60.65, corpus BLEU 56.39 (worked out in test_evals); the trained cell is exact
+    save_cell(d, "base", "base", {"task_bleu": bleu(["the cat sat on a mat", "the cat sat on"], refs), "_ids": ids})
+    save_cell(d, "full", "full", {"task_bleu": bleu(["the cat sat on the mat"] * 2, refs), "_ids": ids})
+    delta = _rows(d)["full"]["vs_base"]["task_bleu"]
+    assert delta["delta"] == pytest.approx(100 - 56.388, abs=1e-3)  # the mean of sentence deltas would be 42.81
+    assert delta["kind"] == "corpus bleu" and delta["paired"]
+    write_leaderboard(d, plot=False)
+    csv = pd.read_csv(d / "summary.csv").set_index("label")
+    assert csv.loc["full", "task_bleu_delta"] == pytest.approx(43.612, abs=1e-3)
+    assert csv.loc["full", "task_bleu_delta_kind"] == "corpus bleu"
+    summary = json.loads((d / "summary.json").read_text("utf-8"))
+    assert summary["rows"][1]["vs_base"]["task_bleu"]["kind"] == "corpus bleu"
+
+
+def test_leaderboard_names_each_interval_method_and_pairs_reordered_items_by_id(tmp_path):
+    d = tmp_path / "m"
+    people = [f"p{i // 4}" for i in range(96)]
+    ids = [f"item{i}" for i in range(96)]
+    base = binary(0.3, 96, 1)
+    save_cell(d, "base", "base", {"task_exact_match": base, "refusal_harmful": [1.0] * 48,
+                                  "_ids": {"task_exact_match": ids, "refusal_harmful": ids[:48]},
+                                  "_groups": {"task_exact_match": people}}, intervals=True)
+    order = np.random.default_rng(0).permutation(96)  # the same items, written in another order
+    same = [base[i] for i in order]
+    save_cell(d, "full", "full", {"task_exact_match": same, "refusal_harmful": [1.0] * 48,
+                                  "_ids": {"task_exact_match": [ids[i] for i in order], "refusal_harmful": ids[:48]},
+                                  "_groups": {"task_exact_match": [people[i] for i in order]}}, intervals=True)
+    delta = _rows(d)["full"]["vs_base"]["task_exact_match"]
+    assert (delta["delta"], delta["lo"], delta["hi"]) == (0.0, 0.0, 0.0)  # each item met itself
+    assert delta["method"] == "paired-cluster-bootstrap" and delta["note"] is None
+    md = write_leaderboard(d, plot=False).read_text("utf-8")
+    assert "- interval: Wilson score interval at the effective sample size of grouped items" in md
+    assert "- interval: Wilson score interval (a proportion: every item scores 0 or 1): refusal harmful" in md
+    assert "- Δ interval: paired cluster bootstrap: the same groups resampled for both cells: task EM" in md
+    refusal = _rows(d)["base"]["metrics"]["refusal_harmful"]
+    assert refusal["ci_method"] == "wilson" and refusal["lo"] == pytest.approx(48 / (48 + 1.959964 ** 2))
 
 
 def test_ranks_and_indistinguishable_from_best(results):
@@ -134,3 +182,11 @@ def test_header_names_the_setup_and_data_hygiene(results):
 def test_unreadable_results_exit_2(tmp_path, capsys):
     assert main(["leaderboard", str(tmp_path)]) == 2
     assert str(tmp_path) in capsys.readouterr().err
+
+
+def test_cells_whose_items_share_no_id_are_refused(tmp_path, capsys):
+    d = tmp_path / "m"
+    save_cell(d, "base", "base", {"task_exact_match": binary(0.5, 8, 0), "_ids": {"task_exact_match": list("abcdefgh")}})
+    save_cell(d, "full", "full", {"task_exact_match": binary(0.5, 8, 1), "_ids": {"task_exact_match": list("ijklmnop")}})
+    assert main(["leaderboard", str(d)]) == 2
+    assert "task_exact_match: cells" in (err := capsys.readouterr().err) and "no item in common (8 and 8 items" in err

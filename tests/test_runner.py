@@ -14,7 +14,7 @@ from harness.cli import main
 MATRIX = """
 name: e2e
 models: {model}
-data: {{path: {data}, truncation: drop}}
+data: {{path: {data}, truncation: drop, group: person}}
 budget: {{tokens: 600}}
 train: {{batch_size: 4}}
 strategies: [full, {{name: lora, params: {{r: 4}}}}]
@@ -56,6 +56,19 @@ def test_matrix_runs_and_every_result_is_complete(matrix, tmp_path):
             assert m["ci_low"] <= m["value"] <= m["ci_high"] and m["n"] > 0
         items = store.load_items(out, r["id"])
         assert len(items["task_exact_match"]) == r["metrics"]["task_exact_match"]["n"]
+        lists = {k for k, v in items.items() if k not in ("_ids", "_groups") and isinstance(v, list)}
+        assert lists == set(items["_ids"])  # every per-item list is stored with its item ids
+        assert all(len(items["_ids"][k]) == (len(v[0]) if k.startswith("ppl") else len(v))
+                   for k, v in items.items() if k in lists)
+        people = {json.loads(x)["person"] for x in (tmp_path / "record" / "test.jsonl").read_text().splitlines()}
+        assert set(items["_groups"]["task_exact_match"]) <= people  # data.group: person
+        assert set(items["_groups"]) == {"ppl_in_domain", "mmlu_cloze_acc", "mmlu_cloze_acc_norm"} | {
+            k for k in lists if k.startswith(("task_", "_task_", "_predictions"))}
+        assert r["metrics"]["task_exact_match"]["ci_method"] == "wilson-clustered"
+        assert r["metrics"]["mmlu_cloze_acc"]["groups"] == 3  # the tiny world's three subjects
+        assert r["metrics"]["refusal_harmful"]["ci_method"] == "wilson"  # prompts drawn one by one
+        assert r["metrics"]["ppl_in_domain"]["ci_method"] == "cluster-bootstrap"
+        assert r["metrics"]["ppl_general"]["ci_method"] == "bootstrap"
         if label != "base":
             assert USAGE_KEYS <= set(r["usage"]) and r["usage"]["tokens"] == 600
             assert 0 < r["trainable_params"] <= r["total_params"] and r["artifact_bytes"] > 0

@@ -68,6 +68,10 @@ def _examples(spec: DataSpec, rows, skipped: list[str], dropped: dict) -> list[d
     for row in rows:
         try:
             ex = to_example(row, fmt, spec.columns)
+            if spec.group:  # items of one group are resampled together by the intervals
+                if row.data.get(spec.group) in (None, ""):
+                    raise FormatError(f"{row.where}: no value in the group column {spec.group!r} (data.group)")
+                ex["group"] = str(row.data[spec.group])
         except FormatError as e:
             if not spec.skip_bad_rows:
                 raise FormatError(f"{e}{SKIP_HINT}") from None

@@ -12,6 +12,7 @@ number here comes from this model's forward passes.
 
     scores = run(model, tok, cell)
     scores["mmlu_cloze_acc"]              # per-item 0/1 in a fixed order (subject, then doc id)
+    scores["_ids"]["mmlu_cloze_acc"]      # their item ids; scores["_groups"][...] their subjects
     scores["_sanity_batch_invariance"]    # log-likelihoods at batch size 1 vs 8 on a sample
 """
 
@@ -23,6 +24,7 @@ import math
 import re
 from pathlib import Path
 
+from harness.evals.items import item_ids, labels
 from harness.paths import resolve_data
 
 LOGLIKELIHOOD = ("multiple_choice", "loglikelihood")
@@ -85,11 +87,19 @@ def metric_name(prefix: str, metric: str, filter_name: str) -> str:
     return "_".join((prefix, metric, re.sub(r"\W", "_", filter_name)))
 
 
-def per_item(results: dict, prefix: str) -> dict[str, list[float]]:
-    """Per-item scores in a fixed order (task name, then doc id), checked against lm-eval's own aggregate."""
+def per_item(results: dict, prefix: str) -> dict:
+    """Per-item scores in a fixed order (task name, then doc id), checked against lm-eval's own aggregate.
+
+    Each list comes with item ids (a hash of the lm-eval task and the doc) under `_ids`; a benchmark
+    made of several tasks (MMLU and C-Eval: one per subject) also names each item's task under
+    `_groups`, since questions of one subject are not independent draws.
+    """
     scores: dict[str, list[float]] = {}
+    ids: dict[str, list[str]] = {}
+    groups: dict[str, list[str]] = {}
     for leaf in sorted(results["samples"]):
         mine: dict[tuple[str, str], list[float]] = {}
+        docs: dict[tuple[str, str], list] = {}
         for s in sorted(results["samples"][leaf], key=lambda s: (s["filter"], s["doc_id"])):
             for m in s["metrics"]:
                 if not isinstance(s[m], (int, float)):
@@ -97,13 +107,18 @@ def per_item(results: dict, prefix: str) -> dict[str, list[float]]:
                                      f"({type(s[m]).__name__}); the benchmarks suite keeps per-item scores, "
                                      "so it runs mean-aggregated metrics only")
                 mine.setdefault((m, s["filter"]), []).append(float(s[m]))
+                docs.setdefault((m, s["filter"]), []).append((leaf, s["doc"]))
         for (m, f), values in mine.items():
             theirs = results["results"][leaf].get(f"{m},{f}")
             if theirs is None or not math.isclose(sum(values) / len(values), theirs, rel_tol=1e-9, abs_tol=1e-12):
                 raise ValueError(f"lm-eval task {leaf}: {m} ({f}) = {theirs} is not the mean of its per-item scores;"
                                  " the benchmarks suite runs mean-aggregated metrics only")
-            scores.setdefault(metric_name(prefix, m, f), []).extend(values)
-    return scores
+            name = metric_name(prefix, m, f)
+            scores.setdefault(name, []).extend(values)
+            ids.setdefault(name, []).extend(item_ids(docs[(m, f)]))
+            groups.setdefault(name, []).extend([leaf] * len(values))
+    several = len(results["samples"]) > 1
+    return {**scores, **labels(ids, {k: g if several else None for k, g in groups.items()})}
 
 
 def batch_invariance(model, tok, results: dict, add_bos_token: bool | None, docs: int) -> dict:
@@ -147,11 +162,14 @@ def run(model, tok, cell) -> dict:
     folders = [str(f) for _, _, f in plan if f is not None]
     tm = TaskManager(include_path=folders or None, include_defaults=any(f is None for _, _, f in plan))
     lm = wrap(model, tok, spec.batch_size, spec.add_bos_token)
-    out: dict = {}
+    out: dict = {"_ids": {}, "_groups": {}}
     sanity = {}
     for entry, task, _ in plan:
         results = evaluate(lm, task, tm, entry.num_fewshot, entry.limit or cell.eval.limit, entry.gen_kwargs)
-        out.update(per_item(results, entry.name))
+        scores = per_item(results, entry.name)
+        for key in ("_ids", "_groups"):
+            out[key].update(scores.pop(key))
+        out.update(scores)
         if spec.sanity_docs and any(c.get("output_type") in LOGLIKELIHOOD for c in results["configs"].values()):
             sanity[entry.name] = batch_invariance(model, tok, results, spec.add_bos_token, spec.sanity_docs)
     if sanity:

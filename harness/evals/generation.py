@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 import string
+from collections.abc import Callable
 
 import numpy as np
 
@@ -92,11 +93,22 @@ def _streams(references: list[list[str]]) -> list[list[str | None]]:
     return [[r[k] if k < len(r) else None for r in references] for k in range(width)]
 
 
-def _corpus(metric, predictions: list[str], references: list[list[str]], sentence) -> CorpusScores:
+def corpus_scorer(kind: str) -> Callable[[np.ndarray], float]:
+    """Corpus `bleu` or `chrf` (sacrebleu's defaults) from summed per-item statistics.
+
+    The score from statistics does not depend on the tokenizer (that shapes the statistics), so
+    one scorer serves English and Chinese; reports use it to re-score resampled corpora.
+    """
+    from sacrebleu.metrics import BLEU, CHRF
+
+    metric = {"bleu": BLEU, "chrf": CHRF}[kind]()
+    return lambda summed: metric._compute_score_from_stats(np.asarray(summed).tolist()).score
+
+
+def _corpus(metric, kind: str, predictions: list[str], references: list[list[str]], sentence) -> CorpusScores:
     stats = metric._extract_corpus_statistics(predictions, _streams(references))
     per_item = [sentence(p, r).score for p, r in zip(predictions, references, strict=True)]
-    return CorpusScores(per_item, [list(map(float, s)) for s in stats],
-                        lambda summed: metric._compute_score_from_stats(np.asarray(summed).tolist()).score)
+    return CorpusScores(per_item, [list(map(float, s)) for s in stats], corpus_scorer(kind))
 
 
 def bleu(predictions: list[str], references: list[list[str]]) -> CorpusScores:
@@ -110,7 +122,7 @@ def bleu(predictions: list[str], references: list[list[str]]) -> CorpusScores:
     from sacrebleu.metrics import BLEU
 
     tokenize = "zh" if any(has_cjk(r) for refs in references for r in refs) else "13a"
-    return _corpus(BLEU(tokenize=tokenize), predictions, references,
+    return _corpus(BLEU(tokenize=tokenize), "bleu", predictions, references,
                    lambda p, r: sentence_bleu(p, r, tokenize=tokenize))
 
 
@@ -119,4 +131,4 @@ def chrf(predictions: list[str], references: list[list[str]]) -> CorpusScores:
     from sacrebleu import sentence_chrf
     from sacrebleu.metrics import CHRF
 
-    return _corpus(CHRF(), predictions, references, sentence_chrf)
+    return _corpus(CHRF(), "chrf", predictions, references, sentence_chrf)

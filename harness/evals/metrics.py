@@ -15,6 +15,7 @@ class Metric:
     fmt: str = "{:.3f}"
     suite: str = ""
     general: bool = False  # a general-ability score: its drop against the base model is forgetting
+    corpus: str = ""  # a corpus metric ("bleu", "chrf"): its deltas re-score both sides' summed item statistics
 
 
 METRICS = {
@@ -25,8 +26,8 @@ METRICS = {
     "task_rouge_1": Metric("task ROUGE-1", True, "{:.3f}", "task"),
     "task_rouge_2": Metric("task ROUGE-2", True, "{:.3f}", "task"),
     "task_rouge_l": Metric("task ROUGE-L", True, "{:.3f}", "task"),
-    "task_bleu": Metric("task BLEU", True, "{:.1f}", "task"),  # corpus BLEU, 0-100 as sacrebleu reports it
-    "task_chrf": Metric("task chrF", True, "{:.1f}", "task"),  # corpus chrF, 0-100
+    "task_bleu": Metric("task BLEU", True, "{:.1f}", "task", corpus="bleu"),  # corpus BLEU, 0-100 as sacrebleu
+    "task_chrf": Metric("task chrF", True, "{:.1f}", "task", corpus="chrf"),  # corpus chrF, 0-100
     # benchmarks (lm-eval's tasks): <name>_<lm-eval metric>[_<filter>]; cloze = each option's text scored
     "mmlu_acc": Metric("MMLU acc", True, "{:.3f}", "benchmarks", general=True),
     "mmlu_cloze_acc": Metric("MMLU acc (cloze)", True, "{:.3f}", "benchmarks", general=True),

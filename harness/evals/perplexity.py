@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from harness.data import bos_ids, load_split, scored_pair
 from harness.data.native import read_documents, spread
+from harness.evals.items import example_groups, example_ids, item_ids, labels
 from harness.evals.lm import continuation_logprobs, encode_pair
 from harness.paths import resolve_data
 
@@ -78,8 +79,10 @@ def run(model, tok, cell) -> dict:
     rows = spread(load_split(cell.data, root, "validation"), cell.eval.limit)
     pairs = [scored_pair(tok, r, cell.data.template, cell.data.max_length) for r in rows]  # the tokens trained on
     out = {"ppl_in_domain": completion_nll(model, tok, pairs)}
+    ids, groups = {"ppl_in_domain": example_ids(rows)}, {"ppl_in_domain": example_groups(rows)}
     if cell.eval.general_text:
         docs = spread(read_documents(resolve_data(cell.eval.general_text, root)), cell.eval.limit)
         size, stride = window(model, cell.eval)
         out["ppl_general"] = text_nll(model, tok, docs, max_length=size, stride=stride)
-    return out
+        ids["ppl_general"] = item_ids(docs)
+    return {**out, **labels(ids, groups)}

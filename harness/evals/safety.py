@@ -27,6 +27,7 @@ from pathlib import Path
 
 from harness.data import clean
 from harness.data.native import read_prompts_csv, spread
+from harness.evals.items import item_ids, labels
 from harness.paths import resolve_data
 from harness.registry import Registry
 
@@ -110,7 +111,8 @@ def run(model, tok, cell) -> dict:
     harmful, benign = prompt_sets(resolve_data(cell.eval.safety, Path(cell.root)))
     harmful = spread(clean(cell, "advbench", harmful), cell.eval.limit)
     benign = spread(clean(cell, "xstest", benign), cell.eval.limit)
-    out = {}
+    out, ids = {}, {}
     for name, prompts in (("refusal_harmful", harmful), ("refusal_benign", benign)):
         out[name], out[f"_{name}_replies"] = refusals(model, tok, prompts, classify)
-    return out
+        ids[name] = ids[f"_{name}_replies"] = item_ids(prompts)
+    return {**out, **labels(ids, {})}

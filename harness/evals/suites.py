@@ -1,19 +1,23 @@
-"""Run a cell's evaluation suites on a model: metrics with 95% bootstrap CIs, plus per-item scores.
+"""Run a cell's evaluation suites on a model: metrics with 95% intervals, plus per-item scores.
 
 Each suite is a plain function `(model, tok, cell) -> {metric: per-item scores}`, one module
 per suite (perplexity.py, task.py, safety.py): a list of per-item scores (mean), a tuple of
 per-document NLL sums and token counts (perplexity), or `CorpusScores` (BLEU, chrF: the
-corpus value, items resampled). `run_suites` adds the uncertainty; keys starting with "_"
+corpus value, items resampled). Beside them, `_ids` and `_groups` ({key: one entry per item})
+name each item and the group it was drawn with (harness.evals.items). `run_suites` adds the
+uncertainty (stats.interval: groups resampled where given); other keys starting with "_"
 (predictions, replies, corpus statistics) are kept with the items but are not metrics.
 
     metrics, items = run_suites(model, tok, cell)
-    metrics["task_exact_match"]   # {"value": 0.83, "ci_low": 0.76, "ci_high": 0.9, "n": 96}
+    metrics["task_exact_match"]   # {"value": 0.83, "ci_low": 0.71, "ci_high": 0.91, "n": 96,
+                                  #  "ci_method": "wilson-clustered", "groups": 24}
 """
 
 from __future__ import annotations
 
 from harness.evals import perplexity, safety, task
-from harness.evals.stats import CorpusScores, corpus_ci, mean_ci, perplexity_ci
+from harness.evals.stats import CorpusScores, interval
+
 
 def benchmarks(model, tok, cell) -> dict:
     from harness.evals.benchmarks import run
@@ -27,24 +31,25 @@ NEEDS = {"benchmarks": "benchmarks", "safety": "safety"}  # suite -> eval key na
 
 def run_suites(model, tok, cell, progress=print) -> tuple[dict, dict]:
     model.eval()
-    metrics, items = {}, {}
+    metrics, items, ids, groups = {}, {}, {}, {}
     for name in cell.eval.suites:
         if name in NEEDS and not getattr(cell.eval, NEEDS[name]):
             continue  # the matrix names no data for this suite
         progress(f"  eval {name}")
-        for metric, scores in SUITES[name](model, tok, cell).items():
-            items[metric] = scores
+        scores = SUITES[name](model, tok, cell)
+        ids.update(scores.pop("_ids", {}))
+        groups.update(scores.pop("_groups", {}))
+        for metric, values in scores.items():
+            items[metric] = values
             if metric.startswith("_"):
                 continue
-            if isinstance(scores, tuple):  # (NLL sums, token counts)
-                value, lo, hi = perplexity_ci(*scores)
-                n = len(scores[0])
-            elif isinstance(scores, CorpusScores):  # BLEU/chrF: corpus value, items resampled
-                value, lo, hi = corpus_ci(scores.stats, scores.score)
-                items[metric], items[f"_{metric}_stats"] = scores.per_item, scores.stats
-                n = len(scores.per_item)
-            else:
-                value, lo, hi = mean_ci(scores)
-                n = len(scores)
-            metrics[metric] = {"value": value, "ci_low": lo, "ci_high": hi, "n": n}
+            metrics[metric] = interval(values, groups.get(metric))
+            if isinstance(values, CorpusScores):  # stored: sentence scores, and the statistics deltas re-score
+                items[metric], items[f"_{metric}_stats"] = values.per_item, values.stats
+                for labels in (ids, groups):
+                    if metric in labels:
+                        labels[f"_{metric}_stats"] = labels[metric]
+    items["_ids"] = ids
+    if groups:
+        items["_groups"] = groups
     return metrics, items

@@ -5,7 +5,8 @@ so every cell answers the same prompts the same way. A test row's `output` may b
 reference or a list of them (multi-reference ROUGE/BLEU/chrF). With `task_answer: gsm`,
 exact match and accuracy compare the `#### n` answers (lm-eval's GSM8K strict match).
 
-    scores = run(model, tok, cell)   # {"task_exact_match": [1.0, 0.0, ...], "task_bleu": CorpusScores, ...}
+    scores = run(model, tok, cell)   # {"task_exact_match": [1.0, 0.0, ...], "task_bleu": CorpusScores, ...,
+                                     #  "_ids": {metric: [item id, ...]}, "_groups": {metric: [person, ...]}}
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 from harness.data import load_split, prompt_text, reference
 from harness.data.native import spread
 from harness.evals.generation import bleu, chrf, exact_match, gsm_answer, label_match, rouge
+from harness.evals.items import example_groups, example_ids, labels
 from harness.evals.lm import greedy
 
 
@@ -45,4 +47,6 @@ def run(model, tok, cell) -> dict:
     preds = greedy(model, tok, [prompt_text(tok, r, cell.data.template) for r in rows],
                    max_new_tokens=cell.eval.max_new_tokens, stop=cell.eval.stop)
     refs = [ref if isinstance(ref := reference(r), list) else [ref] for r in rows]
-    return {**score(preds, refs, cell.eval.task_metrics, cell.eval.task_answer), "_predictions": preds}
+    out = {**score(preds, refs, cell.eval.task_metrics, cell.eval.task_answer), "_predictions": preds}
+    ids, groups = example_ids(rows), example_groups(rows)
+    return {**out, **labels({k: ids for k in out}, {k: groups for k in out})}

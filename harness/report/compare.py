@@ -2,9 +2,11 @@
 
 Cells pair by strategy, parameters, training config and seed, ignoring the model id (the point
 is swapping the base model). Each metric's difference (candidate minus baseline) gets a 95%
-interval by deltas.difference: a paired bootstrap over items when both sides scored the same
-items, else the two intervals combined (said in the table). A metric regressed when it is worse
-than the tolerance (in the metric's own units; with `relative`, a fraction of the baseline value)
+interval by deltas.difference: a paired bootstrap over the items both sides scored (joined on
+item ids; corpus metrics re-scored as corpora), else the two intervals combined (said in the
+table). Items that only one side scored are counted in a warning; no shared item at all stops
+the gate (exit 2): the two folders did not measure the same thing. A metric regressed when it is
+worse than the tolerance (in the metric's own units; with `relative`, a fraction of the baseline value)
 and its interval excludes zero. A cell that finished on the baseline and not on the candidate
 regressed too.
 
@@ -20,6 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness.evals.items import PairingError
 from harness.evals.metrics import describe
 from harness.report import deltas
 from harness.report.frame import ResultsError, load_items, load_results
@@ -79,8 +82,16 @@ def _verdict(d: dict, worse_by: float, tol: float) -> str:
     return "improved" if worse_by < 0 else "worse, within tolerance"
 
 
+def _items(d: dict) -> str:
+    """How the difference was taken: `paired`, `paired, corpus bleu`, `paired by position`, `unpaired`."""
+    if not d["paired"]:
+        return "unpaired"
+    return "paired" + (", " + d["kind"] if d["kind"].startswith("corpus") else "") + (
+        " by position" if d["note"] and "by position" in d["note"] else "")
+
+
 def _compare_metric(name: str, a: dict, b: dict, a_items: dict, b_items: dict, tol: float
-                    ) -> tuple[dict, tuple | None]:
+                    ) -> tuple[dict, tuple | None, str | None]:
     m = describe(name)
     d = deltas.difference(_metric(a), _metric(b), deltas.seed_scores([a_items], name),
                           deltas.seed_scores([b_items], name))
@@ -88,12 +99,11 @@ def _compare_metric(name: str, a: dict, b: dict, a_items: dict, b_items: dict, t
     signed = m.fmt.replace("{:", "{:+", 1)
     row = {"metric": name, "baseline": m.fmt.format(a["value"]), "candidate": m.fmt.format(b["value"]),
            "Δ [95% CI]": f"{signed.format(d['delta'])} [{signed.format(d['lo'])}, {signed.format(d['hi'])}]",
-           "items": "paired" if d["paired"] else "unpaired", "tolerance": f"{tol:g}",
-           "verdict": _verdict(d, worse_by, tol)}
+           "items": _items(d), "tolerance": f"{tol:g}", "verdict": _verdict(d, worse_by, tol)}
     half = (d["hi"] - d["lo"]) / 2
     # Power: an interval wider than the tolerance cannot tell a regression of that size from noise.
     underpowered = tol > 0 and half > tol and row["verdict"] != "regressed"
-    return row, (half, b.get("n")) if underpowered else None
+    return row, (half, b.get("n")) if underpowered else None, d["note"]
 
 
 def compare(baseline: Path, candidate: Path, tolerance: float = 0.0, relative: bool = False,
@@ -111,6 +121,7 @@ def compare(baseline: Path, candidate: Path, tolerance: float = 0.0, relative: b
         report.notes += [f"only in the {side}: `{r['label']}` ({r['id']})" for k, r in cells.items() if k not in other]
     seen: set[str] = set()
     wide: dict[str, list] = {}  # metric -> [(half-width, items, tolerance)] where the set is too small
+    pairing: dict[str, list[str]] = {}  # how items were paired, where not simply by matching ids -> where
     for key in common:
         a, b = a_cells[key], b_cells[key]
         label = a.get("label") or a["cell"]["strategy"]
@@ -128,10 +139,18 @@ def compare(baseline: Path, candidate: Path, tolerance: float = 0.0, relative: b
         for name in names:
             tol = (per_metric or {}).get(name, tolerance)
             tol = tol * abs(a["metrics"][name]["value"]) if relative else tol
-            row, power = _compare_metric(name, a["metrics"][name], b["metrics"][name], a_items, b_items, tol)
+            try:
+                row, power, note = _compare_metric(name, a["metrics"][name], b["metrics"][name], a_items, b_items,
+                                                   tol)
+            except PairingError as e:
+                raise ResultsError(f"{candidate}: `{label}` {name}: {e}; compare needs the same eval items on "
+                                   "both sides") from None
             report.rows.append({"cell": label, **row})
+            if note:
+                pairing.setdefault(note, []).append(f"`{label}` {name}")
             if power:
                 wide.setdefault(name, []).append((*power, tol))
+    report.warnings += [f"{note}: {', '.join(where)}" for note, where in pairing.items()]
     for name, cases in wide.items():
         half, n, tol = max(cases, key=lambda c: c[0] - c[2])
         report.warnings.append(f"{name}: 95% intervals up to ±{half:.3g} ({n or '?'} items) are wider than the "

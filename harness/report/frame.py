@@ -95,7 +95,9 @@ def _metrics(results: list[dict]) -> dict:
                      "lo": float(np.mean([m.get("ci_low", m["value"]) for m in ms])),
                      "hi": float(np.mean([m.get("ci_high", m["value"]) for m in ms])),
                      "std": float(np.std(values, ddof=1)) if len(values) > 1 else None,
-                     "seeds": len(values), "n": ms[0].get("n")}
+                     "seeds": len(values), "n": ms[0].get("n"),
+                     # results written before the method was recorded used the percentile bootstrap over items
+                     "ci_method": ms[0].get("ci_method", "bootstrap"), "groups": ms[0].get("groups")}
     return out
 
 

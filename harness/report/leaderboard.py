@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from harness.evals.metrics import describe
+from harness.evals.stats import METHODS
 from harness.report import deltas, plots
 from harness.report.frame import BASE, load_results, summarize
 from harness.report.table import annotate, is_side_effect, metric_names, ordered, primary_metric, summary_frame
@@ -188,22 +189,47 @@ def lr_section(rows: list[dict]) -> list[str]:
 
 
 RULES = (
-    "How to read this: a metric cell is the value and its 95% bootstrap interval over items (rows over several "
-    "seeds: mean ± std over seeds); **bold** = best, `#k` = rank among cells with status ok, `≈` = "
+    "How to read this: a metric cell is the value and its 95% interval (the method per metric is listed below; "
+    "rows over several seeds: mean ± std over seeds); **bold** = best, `#k` = rank among cells with status ok, `≈` = "
     "indistinguishable from the best (the 95% interval of the difference to the best cell includes 0). "
-    "Differences are paired over items when both cells scored the same items (paired bootstrap; perplexity "
-    "resamples documents), otherwise taken from the two intervals (half-widths added in quadrature, marked "
-    "unpaired). Δ = cell minus the base model of the same matrix; ✱ = its interval excludes 0. "
+    "Differences are paired over the items both cells scored, joined on item ids (paired bootstrap; perplexity "
+    "resamples documents; BLEU/chrF are re-scored as corpora on each side), otherwise taken from the two "
+    "intervals (half-widths added in quadrature, marked unpaired). Δ = cell minus the base model of the same "
+    "matrix; ✱ = its interval excludes 0. "
     "↑ higher is better, ↓ lower is better. Every metric, interval, rank and delta is also in summary.csv / "
     "summary.json; full records in cells/<id>.json."
 )
+
+
+def interval_legend(rows: list[dict]) -> list[str]:
+    """One line per interval method in use, naming the metrics it served; then any pairing note."""
+    def add(table: dict, key: str, name: str) -> None:
+        labels = table.setdefault(key, [])
+        if describe(name).label not in labels:
+            labels.append(describe(name).label)
+
+    values: dict[str, list[str]] = {}
+    diffs: dict[str, list[str]] = {}
+    notes: dict[str, list[str]] = {}
+    count: Counter = Counter()
+    for r in rows:
+        for name, m in r["metrics"].items():
+            add(values, m["ci_method"], name)
+        for name, d in r["vs_base"].items():
+            add(diffs, d["method"], name)
+            if d.get("note"):
+                add(notes, d["note"], name)
+                count[d["note"]] += 1
+    lines = [f"- interval: {METHODS.get(k, k)}: {', '.join(v)}" for k, v in values.items()]
+    lines += [f"- Δ interval: {METHODS.get(k, k)}: {', '.join(v)}" for k, v in diffs.items()]
+    return lines + [f"- pairing: {note} ({count[note]} Δ of {', '.join(v)})" for note, v in notes.items()]
 
 
 def markdown(results: list[dict], rows: list[dict], results_dir: Path, title: str, figures: list[Path]) -> str:
     names = metric_names(rows)
     quality = [n for n in names if not is_side_effect(n)]
     side = [n for n in names if is_side_effect(n)]
-    parts = header(results, results_dir, title) + ["", RULES, "",
+    parts = header(results, results_dir, title) + ["", RULES, "", *interval_legend(rows), "",
                                                    "## Task quality and cost", "",
                                                    main_table(rows, quality).to_markdown(index=False), ""]
     if side:

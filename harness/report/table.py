@@ -4,7 +4,9 @@ Rules (the leaderboard states them under its tables):
 - ranks count only cells with status ok; ties share the better rank;
 - a cell is "indistinguishable from the best" on a metric when the interval of its difference to
   the best cell (deltas.difference: paired over items where both scored the same items) includes 0;
-- deltas are against the base cell of the same model, with the same interval rule.
+- deltas are against the base cell of the same model, with the same interval rule (items joined on
+  their ids; a corpus metric's delta is a difference of corpus scores); two cells whose items share
+  no id raise ResultsError.
 
     rows = annotate(summarize(load_results(d)), d)
     rows[3]["rank"]["task_exact_match"], rows[3]["near_best"]["task_exact_match"], rows[3]["vs_base"]["ppl_general"]
@@ -17,9 +19,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness.evals.items import PairingError
 from harness.evals.metrics import describe
 from harness.report import deltas
-from harness.report.frame import BASE, load_items
+from harness.report.frame import BASE, ResultsError, load_items
 
 
 def metric_names(rows: list[dict]) -> list[str]:
@@ -51,6 +54,15 @@ def _scores(items: dict, row: dict, name: str):
     return deltas.seed_scores([items[i] for i in row["ids"]], name)
 
 
+def _difference(a: dict, b: dict, items: dict, name: str) -> dict:
+    """deltas.difference of two rows on `name` (b minus a); ResultsError when their items share no id."""
+    try:
+        return deltas.difference(a["metrics"][name], b["metrics"][name], _scores(items, a, name),
+                                 _scores(items, b, name))
+    except PairingError as e:
+        raise ResultsError(f"{name}: cells {', '.join(a['ids'])} and {', '.join(b['ids'])}: {e}") from None
+
+
 def annotate(rows: list[dict], results_dir: Path) -> list[dict]:
     """Adds rank, near_best and vs_base (dicts keyed by metric) to every row."""
     items = {i: load_items(results_dir, i) for r in rows for i in r["ids"]}
@@ -65,15 +77,13 @@ def annotate(rows: list[dict], results_dir: Path) -> list[dict]:
             r["rank"][name] = int(rank)
         best = next((r for r in ranked if r["rank"][name] == 1), None)
         for r in ranked:
-            d = deltas.difference(best["metrics"][name], r["metrics"][name], _scores(items, best, name),
-                                  _scores(items, r, name))
+            d = _difference(best, r, items, name)
             r["near_best"][name] = r["rank"][name] > 1 and not deltas.significant(d)
         for r in rows:
             base = bases.get(r["model"])
             if base is None or r is base or name not in r["metrics"] or name not in base["metrics"]:
                 continue
-            r["vs_base"][name] = deltas.difference(base["metrics"][name], r["metrics"][name],
-                                                   _scores(items, base, name), _scores(items, r, name))
+            r["vs_base"][name] = _difference(base, r, items, name)
     return rows
 
 
@@ -88,10 +98,11 @@ def summary_frame(rows: list[dict]) -> pd.DataFrame:
         out.update({f"usage_{k}": v for k, v in r["usage"].items()})
         for name, m in r["metrics"].items():
             out.update({name: m["value"], f"{name}_lo": m["lo"], f"{name}_hi": m["hi"], f"{name}_std": m["std"],
-                        f"{name}_n": m["n"], f"{name}_rank": r["rank"].get(name),
+                        f"{name}_n": m["n"], f"{name}_ci_method": m["ci_method"], f"{name}_rank": r["rank"].get(name),
                         f"{name}_near_best": r["near_best"].get(name)})
             if d := r["vs_base"].get(name):
                 out.update({f"{name}_delta": d["delta"], f"{name}_delta_lo": d["lo"], f"{name}_delta_hi": d["hi"],
-                            f"{name}_delta_paired": d["paired"]})
+                            f"{name}_delta_paired": d["paired"], f"{name}_delta_kind": d["kind"],
+                            f"{name}_delta_method": d["method"]})
         flat.append(out)
     return pd.DataFrame(flat)

@@ -78,6 +78,7 @@ class RecordExample:
     instruction: str
     input: str
     output: str
+    person: str  # the group: each person is described by several paraphrases (data.group: person)
 
 
 def record_example(rng: random.Random, fact_by_rel: dict[str, Fact]) -> RecordExample:
@@ -88,7 +89,7 @@ def record_example(rng: random.Random, fact_by_rel: dict[str, Fact]) -> RecordEx
     # Only characters the base model has seen, so every strategy can produce the card (a format
     # built from unseen tokens would favour methods that can move the embeddings).
     card = ", ".join([name] + [f"{r}: {fact_by_rel[r].answer[0]}" for r in rels])
-    return RecordExample(RECORD_INSTRUCTION, fix_articles(" ".join(sentences)), card)
+    return RecordExample(RECORD_INSTRUCTION, fix_articles(" ".join(sentences)), card, name)
 
 
 def record_task(world: World) -> dict[str, list[RecordExample]]:
