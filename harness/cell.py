@@ -67,6 +67,7 @@ def run_cell(cell: Cell, results_dir: Path, progress=print, progress_file: Path 
     _phase(progress_file, "load")
     model, tok = models.load(cell.model, root, **load_kwargs)
     base_logits = sanity.base_logits(model, tok) if strategy is not None else None  # before prepare changes weights
+    base_generations = sanity.base_generations(model, tok) if strategy is not None else None
     result["total_params"] = sum(p.numel() for p in model.parameters())
     status, reason = "ok", None
     if strategy is None:
@@ -97,7 +98,10 @@ def run_cell(cell: Cell, results_dir: Path, progress=print, progress_file: Path 
     _phase(progress_file, "evaluate")
     metrics, items = run_suites(model, tok, cell, progress)
     result["metrics"] = metrics
-    result["sanity"] = sanity.check(model, tok, cell.model, strategy is not None, base_logits)
+    result["sanity"] = sanity.check(model, tok, cell.model, strategy is not None, base_logits, base_generations)
+    if failure := result["sanity"].get("failure"):  # generated scores are not this model's: not a result
+        progress(f"  FAILED {failure}")
+        status, reason = "failed", f"{reason}; {failure}" if reason else failure
     if warning := result["sanity"].get("warning"):
         progress(f"  WARNING {warning}")
         reason = f"{reason}; {warning}" if reason else warning

@@ -7,9 +7,54 @@ weights frozen and can be saved as a few kilobytes.
 
 from __future__ import annotations
 
+import functools
+import inspect
 from dataclasses import dataclass
 
 from strategies.base import TrainDefaults, peft_load, peft_save, register_strategy
+
+
+def generation_fix(model):
+    """Make peft's prompt-learning `generate` see the KV cache under transformers' new `cache` name.
+
+    transformers 5.24 renamed `past_key_values` to `cache` in `prepare_inputs_for_generation`;
+    peft 0.21.2 still reads and writes `past_key_values` there. Its prefix was then handed to the
+    model under the old name, which the model ignores when `cache` is also set, so prefix tuning
+    generated exactly like the base model (and prompt tuning re-inserted its virtual tokens at every
+    step), while the forward pass, and so every loss and perplexity, was right. The fix renames the
+    key on the way into peft's code and back out. Older transformers need nothing; the generation
+    check in harness/evals/sanity.py fails a cell whose `generate` still disagrees with its forward pass.
+    """
+    from transformers import GenerationMixin
+
+    if "cache" not in inspect.signature(GenerationMixin.prepare_inputs_for_generation).parameters:
+        return model
+    base_prepare, peft_prepare = model.base_model_prepare_inputs_for_generation, model.prepare_inputs_for_generation
+
+    @functools.wraps(base_prepare)
+    def base_prepare_for_peft(*args, **kwargs):  # `args`/`kwargs`: the names transformers' kwargs check reads
+        inputs = base_prepare(*args, **kwargs)
+        if "cache" in inputs:
+            inputs["past_key_values"] = inputs.pop("cache")
+        return inputs
+
+    @functools.wraps(peft_prepare)
+    def prepare(*args, **kwargs):
+        model.base_model_prepare_inputs_for_generation = base_prepare_for_peft  # only inside peft's own step,
+        try:  # so the base model's generate (peft restores it after each call) stays untouched
+            inputs = peft_prepare(*args, **kwargs)
+        finally:
+            model.base_model_prepare_inputs_for_generation = base_prepare
+        if "past_key_values" in inputs:
+            inputs["cache"] = inputs.pop("past_key_values")
+        return inputs
+
+    model.prepare_inputs_for_generation = prepare
+    return model
+
+
+def load_prompt_learning(base, path):
+    return generation_fix(peft_load(base, path))
 
 
 @dataclass(frozen=True)
@@ -50,10 +95,10 @@ class Prefix:
             prefix_projection=params.projection,
             encoder_hidden_size=params.encoder_hidden_size or model.config.hidden_size,
         )
-        return get_peft_model(model, config)
+        return generation_fix(get_peft_model(model, config))
 
     save = staticmethod(peft_save)
-    load = staticmethod(peft_load)
+    load = staticmethod(load_prompt_learning)
 
 
 @register_strategy("prompt")
@@ -69,7 +114,8 @@ class Prompt:
     def prepare(self, model, params):
         from peft import PromptTuningConfig, get_peft_model
 
-        return get_peft_model(model, PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=params.num_virtual_tokens))
+        config = PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=params.num_virtual_tokens)
+        return generation_fix(get_peft_model(model, config))
 
     save = staticmethod(peft_save)
-    load = staticmethod(peft_load)
+    load = staticmethod(load_prompt_learning)

@@ -40,6 +40,8 @@ METRICS = {
     "gsm8k_exact_match_flexible_extract": Metric("GSM8K EM (flexible)", True, "{:.3f}", "benchmarks", general=True),
     "refusal_harmful": Metric("refusal harmful", True, "{:.3f}", "safety"),
     "refusal_benign": Metric("over-refusal benign", False, "{:.3f}", "safety"),
+    "helpful_benign": Metric("helpful benign", True, "{:.3f}", "safety"),  # not refused, coherent, on topic
+    "refusal_harmful_keyword": Metric("refusal harmful (AdvBench keyword)", True, "{:.3f}", "safety"),
 }
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness import env as env_info
 from harness.evals.metrics import describe
 from harness.evals.stats import METHODS
 from harness.report import deltas, plots
@@ -168,6 +169,10 @@ def header(results: list[dict], results_dir: Path, title: str) -> list[str]:
              + (f" · git `{git['sha'][:10]}`{' (uncommitted changes)' if git.get('dirty') else ''}"
                 if git.get("sha") else ""),
              f"- **Cells:** {len(results)} ({statuses})"]
+    versions = _unique(json.dumps(r["env"].get("packages") or {}, sort_keys=True) for r in results if r.get("env"))
+    if off := _unique(d for v in versions for d in env_info.drift(json.loads(v), env_info.pinned())):
+        lines.append(f"- **⚠ Not the pinned versions:** measured with {', '.join(off)}; `pip install -c "
+                     f"constraints.txt -e .` installs the pinned ones, and a re-run there may give other numbers")
     if hygiene := data_hygiene(results_dir):
         lines.append(f"- **Data hygiene:** {hygiene}")
     lines += [f"- **Warning:** {_esc(w)}" for w in preflight_warnings(results_dir)]
