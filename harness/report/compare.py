@@ -5,8 +5,8 @@ is swapping the base model). Each metric's difference (candidate minus baseline)
 interval by deltas.difference: a paired bootstrap over items when both sides scored the same
 items, else the two intervals combined (said in the table). A metric regressed when it is worse
 than the tolerance (in the metric's own units; with `relative`, a fraction of the baseline value)
-and its interval excludes zero. A difference within float noise (REL_NOISE, ABS_NOISE) is never one. A cell that finished on the baseline and not on the candidate
-regressed too.
+and its interval excludes zero; a difference within float noise (REL_NOISE, ABS_NOISE) never is.
+A cell that finished on the baseline and not on the candidate regressed too.
 
     report = compare(Path("results/qwen2.5"), Path("results/qwen3"), tolerance=0.01)
     print(report.markdown()); sys.exit(report.exit_code)    # 1 when anything regressed
