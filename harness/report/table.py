@@ -122,7 +122,7 @@ def rank(rows: list[dict], name: str) -> dict[int, int]:
     up = describe(name).higher_is_better
     ranked = [r for r in rows if name in r["metrics"]]
     values = pd.Series([shown(r["metrics"][name]["value"], name) for r in ranked], dtype=float)
-    return {id(r): int(k) for r, k in zip(ranked, values.rank(ascending=not up, method="min"))}
+    return {id(r): int(k) for r, k in zip(ranked, values.rank(ascending=not up, method="min"), strict=True)}
 
 
 def annotate(rows: list[dict], results_dir: Path) -> list[dict]:
