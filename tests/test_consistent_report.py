@@ -153,7 +153,8 @@ def test_high_machine_load_flags_the_time_figures(tmp_path):
             "load_start": 3.5, "load_end": 1.0}
     save_cell(d, "lora", "lora", {"task_exact_match": binary(0.9, N, 1)}, trainable=10,
               usage={"tokens": 1000, "seconds": 2.0, "tokens_per_second": 500.0, "peak_memory_mb": 100.0}, env=busy)
-    md = write_leaderboard(d, plot=False).read_text("utf-8")
+    md = write_leaderboard(d).read_text("utf-8")  # the plots too: the time panel rings the cell
+    assert (d / "pareto.png").read_bytes()[:4] == b"\x89PNG"
     assert "- **Machine load:** 1 cell(s) ran with the load average above the 2 cores" in md
     row = next(line for line in md.splitlines() if line.startswith("| lora"))
     assert "| 2.0 † " in row and "| 500 † " in row and "| 100 " in row  # memory is not a time figure
