@@ -112,6 +112,7 @@ def _finish(results_dir: Path, result: dict, status: str, reason: str | None, st
             items: dict | None = None) -> dict:
     result.update(status=status, reason=reason, wall_seconds=round(time.time() - started, 1),
                   finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    result["env"]["load_end"] = env.load_average()
     store.save(results_dir, result, items)
     return result
 

@@ -180,8 +180,8 @@ def parser() -> argparse.ArgumentParser:
     cmp.add_argument("baseline", help="results folder of the current base model")
     cmp.add_argument("candidate", help="results folder of the same matrix on the candidate base model")
     cmp.add_argument("--tolerance", action="append", metavar="X|METRIC=X",
-                     help="allowed worsening in metric units (default 0: any change beyond noise); repeatable, "
-                          "METRIC=X sets one metric")
+                     help="allowed worsening in metric units (default 0: any change beyond noise and beyond float "
+                          "rounding, 1e-9 relative + 1e-12); repeatable, METRIC=X sets one metric")
     cmp.add_argument("--relative", action="store_true", help="tolerances are fractions of the baseline value")
     cmp.add_argument("--metrics", nargs="+", help="gate only these metrics (default: every metric both sides have)")
     cmp.set_defaults(func=cmd_compare)

@@ -1,17 +1,23 @@
-"""What a result was measured with: package versions, device, and the code's git sha; and the versions pinned.
+"""What a result was measured with: package versions, device, the code's git sha and how loaded the machine was;
+and the versions pinned.
+
+    env = capture()   # {"python": "3.11.7", "packages": {...}, "device": "cpu", "git": {...}, "load_start": 0.4}
+    drift(env["packages"], pinned())   # ["transformers 5.23.0 (constraints.txt pins 5.24.0)"]
+
+The load average (1 minute) is taken when the cell starts and again when it ends (`load_end`, set by the
+cell): time-based figures (seconds, tokens/s) from a machine with more runnable threads than cores
+(`load > cpus`) measure the contention as much as the strategy, and the report says so.
 
 `constraints.txt` (repository root) pins every dependency that shapes a number to the version the
 committed results were measured with; `pip install -c constraints.txt -e .` installs exactly those.
 `python -m harness.env > constraints.txt` writes it from the running environment (pyproject's
 dependencies and extras, plus `TRANSITIVE`), and the leaderboard header flags results made under other
 versions (`drift`).
-
-    env = capture()   # {"python": "3.11.7", "packages": {...}, "device": "cpu", "git": {...}}
-    drift(env["packages"], pinned())   # ["transformers 5.23.0 (constraints.txt pins 5.24.0)"]
 """
 
 from __future__ import annotations
 
+import os
 import platform
 import re
 import subprocess
@@ -24,6 +30,9 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 CONSTRAINTS = REPO / "constraints.txt"
 TRANSITIVE = ("numpy", "huggingface-hub", "nltk", "regex")  # not ours to require, but they shape numbers too
+# The versions that shape a cell's numbers: they are part of its id (matrix.fingerprint), and results that differ
+# in them are never one set (report/frame.current_set).
+VERSIONED = ("harness", "torch", "transformers", "peft", "bitsandbytes", "lm-eval")
 PACKAGES = ("torch", "transformers", "peft", "accelerate", "bitsandbytes", "datasets", "lm-eval", "rouge-score",
             "sacrebleu")
 
@@ -47,14 +56,28 @@ def _version(name: str) -> str | None:
         return None
 
 
+def load_average() -> float | None:
+    """The 1-minute load average (None where the OS has none, e.g. Windows)."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
+
+
 def capture() -> dict:
+    import torch
+
+    from harness import __version__
+
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({torch.get_num_threads()} threads)"
     return {
         "python": platform.python_version(),
         "platform": platform.platform(),
         "device": device,
-        "packages": {p: _version(p) for p in PACKAGES},
+        "packages": {"harness": __version__, **{p: _version(p) for p in PACKAGES}},
         "git": _git(),
+        "cpus": os.cpu_count(),
+        "load_start": load_average(),
     }
 
 

@@ -23,9 +23,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from harness.config import DataSpec, EvalSpec, MatrixSpec, ModelSpec, StrategyEntry, TrainSpec, format_errors
+from harness.env import VERSIONED
 
 BASE = "base"  # the untrained base model: every delta is measured against it
-FINGERPRINT_PACKAGES = ("torch", "transformers", "peft", "bitsandbytes", "lm-eval")
+FINGERPRINT_PACKAGES = VERSIONED[1:]  # and the harness's own version
 
 
 @cache

@@ -187,7 +187,8 @@ def run_matrix(spec: MatrixSpec, root: Path, results_dir: Path, rerun: bool = Fa
     """Every cell of the matrix has a result on disk when this returns (finished ones are reused)."""
     cells = expand(spec, root)
     with results_lock(results_dir):
-        set_aside_damaged(results_dir, progress)
+        set_aside_damaged(results_dir, progress)  # damaged first: a damaged stale result is named as damaged
+        supersede(results_dir, {c.id for c in cells}, progress)
         todo = [c for c in cells if rerun or not store.is_finished(results_dir, c.id)]
         progress(f"matrix {spec.name}: {len(cells)} cells, {len(cells) - len(todo)} already finished, "
                  f"{len(todo)} to run -> {results_dir}")
@@ -242,6 +243,15 @@ def flag_explosions(cells: list[Cell], ran: list[Cell], results_dir: Path, progr
             reason = f"{why}; {result['reason']}" if result.get("reason") else why
             store.save(results_dir, {**result, "status": "diverged", "reason": reason},
                        store.load_items(results_dir, cell.id))
+def supersede(results_dir: Path, current: set[str], progress=print) -> list[Path]:
+    """Move aside every result that is not one of the matrix's cells now (another version of the code or packages,
+    another config), so the folder holds one consistent set: nothing from another run is averaged in as a seed."""
+    stale = [i for i in store.stored_ids(results_dir) if i not in current]
+    folders = list(dict.fromkeys(store.quarantine(results_dir, i, "superseded") for i in stale))
+    if stale:
+        progress(f"moved {len(stale)} result(s) of another version or config aside -> "
+                 + ", ".join(str(f) for f in folders))
+    return folders
 
 
 def _run_local(todo: list[Cell], results_dir: Path, isolate: bool, progress) -> None:

@@ -195,8 +195,10 @@ def test_a_planted_benchmark_item_is_found_reported_and_can_be_dropped(tmp_path,
     assert [c["id"] for c in found["mmlu"]["contaminated"]] == [f"mmlu:{planted.subject}:7"]
     assert found["ceval"]["contaminated"] == [] and found["mmlu"]["items"] == len(mmlu)
     assert clean(cell, "mmlu", mmlu) == mmlu  # reported, still scored unless asked
-    with pytest.warns(UserWarning, match="mmlu:"):
-        examples = prepare_train(cell, world_tok, tmp_path / "results", progress=lambda *_: None)
+    said = []
+    examples = prepare_train(cell, world_tok, tmp_path / "results", progress=said.append)
+    assert said[-1].startswith("  mmlu: items share 13-grams with the training data (ids in ")  # one line, no ids
+    assert "\n" not in said[-1] and planted.question not in said[-1]
     assert sum(len(e["input_ids"]) for e in examples) == 400
     report = json.loads((tmp_path / "results" / "data_report.json").read_text())
     assert report["contamination"]["sets"]["mmlu"]["contaminated"][0]["id"] == f"mmlu:{planted.subject}:7"

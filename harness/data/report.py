@@ -12,7 +12,6 @@ the matrix sets data.drop_contaminated.
 from __future__ import annotations
 
 import json
-import warnings
 from functools import lru_cache
 from pathlib import Path
 
@@ -104,14 +103,6 @@ def prepare_train(cell, tok, results_dir: Path, progress=print) -> list[dict]:
     results_dir = Path(results_dir)
     examples, report = train_examples(cell.data, tok, Path(cell.root), results_dir / ".cache" / "data")
     sets = contaminated(cell)
-    hits = {k: v for k, v in sets.items() if v["contaminated"]}
-    if hits:
-        listing = "; ".join(f"{k}: {', '.join(c['id'] for c in v['contaminated'][:5])}"
-                            + (" ..." if len(v["contaminated"]) > 5 else "") for k, v in hits.items())
-        warnings.warn(f"training data shares {cell.data.contamination_n}-grams with eval items ({listing}); "
-                      f"see {results_dir / REPORT}" + ("" if cell.data.drop_contaminated else
-                                                       "; set data.drop_contaminated: true to leave them out"),
-                      stacklevel=2)
     path = results_dir / REPORT
     old = json.loads(path.read_text("utf-8")) if path.is_file() else {}
     tokenized = {**(old.get("tokenized") or {}), cell.model.id: {**report.pop("tokenized"), "cache": report["cache"]}}
@@ -122,6 +113,10 @@ def prepare_train(cell, tok, results_dir: Path, progress=print) -> list[dict]:
     out["summary"] = summary(out)
     write_json_atomic(path, out)
     progress(f"  {out['summary']}")
+    if hits := [k for k, v in sets.items() if v["contaminated"]]:  # one line; the item ids are in the report
+        progress(f"  {', '.join(hits)}: items share {cell.data.contamination_n}-grams with the training data (ids in "
+                 f"{path})" + (", left out of scoring" if cell.data.drop_contaminated else
+                               "; data.drop_contaminated: true leaves them out of scoring"))
     return budgeted(examples, cell.budget["tokens"], cell.seed)
 
 

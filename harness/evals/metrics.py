@@ -1,6 +1,7 @@
 """What each reported metric means: direction, label and format. Reports and the gate read this.
 
     METRICS["ppl_in_domain"].higher_is_better   # False
+    CHANCE["mmlu_acc"], HELP["ppl_general"]      # 0.25, one line for the leaderboard's glossary
 """
 
 from __future__ import annotations
@@ -42,6 +43,34 @@ METRICS = {
     "refusal_benign": Metric("over-refusal benign", False, "{:.3f}", "safety"),
     "helpful_benign": Metric("helpful benign", True, "{:.3f}", "safety"),  # not refused, coherent, on topic
     "refusal_harmful_keyword": Metric("refusal harmful (AdvBench keyword)", True, "{:.3f}", "safety"),
+}
+
+# What guessing scores on a multiple-choice benchmark (1 / options; the tiny world's and the real MMLU and
+# C-Eval have 4): a column where every cell's interval includes it says nothing about the cells.
+CHANCE = {name: 0.25 for name in ("mmlu_acc", "mmlu_cloze_acc", "mmlu_cloze_acc_norm", "ceval_acc", "ceval_acc_norm",
+                                  "ceval_cloze_acc", "ceval_cloze_acc_norm")}
+
+HELP = {
+    "ppl_in_domain": "perplexity of the validation split's answer tokens (exp of the mean NLL per token)",
+    "ppl_general": "perplexity of every token of the general text: the forgetting proxy",
+    "task_exact_match": "share of test replies equal to a reference",
+    "task_accuracy": "share of test replies whose label matches the reference's",
+    "task_rouge_1": "ROUGE-1 F1 of each reply against its reference (by character for Chinese)",
+    "task_rouge_2": "ROUGE-2 F1 of each reply against its reference",
+    "task_rouge_l": "ROUGE-L F1 (longest common subsequence) of each reply against its reference",
+    "task_bleu": "corpus BLEU of the replies, 0-100 (sacrebleu)",
+    "task_chrf": "corpus chrF of the replies, 0-100 (sacrebleu)",
+    "mmlu_acc": "lm-eval MMLU in the letter form (\" A\"..\" D\" scored): accuracy",
+    "mmlu_cloze_acc": "lm-eval MMLU in the cloze form (each option's text scored): accuracy",
+    "mmlu_cloze_acc_norm": "MMLU cloze, option log-likelihoods normalised by length: accuracy",
+    "ceval_acc": "lm-eval C-Eval (valid) in the letter form: accuracy",
+    "ceval_acc_norm": "C-Eval letter form, normalised by length: accuracy",
+    "ceval_cloze_acc": "C-Eval in the cloze form: accuracy",
+    "ceval_cloze_acc_norm": "C-Eval cloze, normalised by length: accuracy",
+    "gsm8k_exact_match_strict_match": "lm-eval GSM8K: the `#### n` answer equals the reference",
+    "gsm8k_exact_match_flexible_extract": "lm-eval GSM8K: the last number of the reply equals the reference",
+    "refusal_harmful": "share of harmful prompts (AdvBench layout) refused: higher is safer",
+    "refusal_benign": "share of benign look-alikes (XSTest layout) refused: lower is more helpful",
 }
 
 

@@ -47,6 +47,9 @@ def run(model, tok, cell) -> dict:
     preds = greedy(model, tok, [prompt_text(tok, r, cell.data.template) for r in rows],
                    max_new_tokens=cell.eval.max_new_tokens, stop=cell.eval.stop)
     refs = [ref if isinstance(ref := reference(r), list) else [ref] for r in rows]
-    out = {**score(preds, refs, cell.eval.task_metrics, cell.eval.task_answer), "_predictions": preds}
+    prompts = [next((m["content"] for m in reversed(r["messages"][:-1]) if m["role"] == "user"), "") for r in rows]
+    # prompts and references beside the replies: the leaderboard's sample outputs read them, never the data
+    out = {**score(preds, refs, cell.eval.task_metrics, cell.eval.task_answer), "_predictions": preds,
+           "_prompts": prompts, "_references": refs}
     ids, groups = example_ids(rows), example_groups(rows)
     return {**out, **labels({k: ids for k in out}, {k: groups for k in out})}

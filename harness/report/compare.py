@@ -7,8 +7,8 @@ item ids; corpus metrics re-scored as corpora), else the two intervals combined 
 table). Items that only one side scored are counted in a warning; no shared item at all stops
 the gate (exit 2): the two folders did not measure the same thing. A metric regressed when it is
 worse than the tolerance (in the metric's own units; with `relative`, a fraction of the baseline value)
-and its interval excludes zero. A cell that finished on the baseline and not on the candidate
-regressed too.
+and its interval excludes zero; a difference within float noise (REL_NOISE, ABS_NOISE) never is.
+A cell that finished on the baseline and not on the candidate regressed too.
 
     report = compare(Path("results/qwen2.5"), Path("results/qwen3"), tolerance=0.01)
     print(report.markdown()); sys.exit(report.exit_code)    # 1 when anything regressed
@@ -25,7 +25,7 @@ import pandas as pd
 from harness.evals.items import PairingError
 from harness.evals.metrics import describe
 from harness.report import deltas
-from harness.report.frame import ResultsError, load_items, load_results
+from harness.report.frame import ResultsError, current_set, load_items, load_results
 
 ORDER = ("regressed", "improved", "worse, within tolerance", "indistinguishable")
 
@@ -74,8 +74,18 @@ class Report:
         return "\n".join(lines).rstrip() + "\n"
 
 
-def _verdict(d: dict, worse_by: float, tol: float) -> str:
-    if not deltas.significant(d):
+# Float noise: the same numbers summed in another order (a re-run, another BLAS or batch size) differ by ~1e-16
+# relative. A difference whose whole interval lies within 1e-9 of the values (plus 1e-12, for values near 0) is
+# equality, whatever the tolerance: far above rounding error, far below any change a metric can mean.
+REL_NOISE, ABS_NOISE = 1e-9, 1e-12
+
+
+def _noise(a: float, b: float) -> float:
+    return REL_NOISE * max(abs(a), abs(b)) + ABS_NOISE
+
+
+def _verdict(d: dict, worse_by: float, tol: float, noise: float = 0.0) -> str:
+    if not deltas.significant(d) or max(abs(d["lo"]), abs(d["hi"]), abs(d["delta"])) <= noise:
         return "indistinguishable"
     if worse_by > tol:
         return "regressed"
@@ -99,7 +109,8 @@ def _compare_metric(name: str, a: dict, b: dict, a_items: dict, b_items: dict, t
     signed = m.fmt.replace("{:", "{:+", 1)
     row = {"metric": name, "baseline": m.fmt.format(a["value"]), "candidate": m.fmt.format(b["value"]),
            "Δ [95% CI]": f"{signed.format(d['delta'])} [{signed.format(d['lo'])}, {signed.format(d['hi'])}]",
-           "items": _items(d), "tolerance": f"{tol:g}", "verdict": _verdict(d, worse_by, tol)}
+           "items": _items(d), "tolerance": f"{tol:g}",
+           "verdict": _verdict(d, worse_by, tol, _noise(a["value"], b["value"]))}
     half = (d["hi"] - d["lo"]) / 2
     # Power: an interval wider than the tolerance cannot tell a regression of that size from noise.
     underpowered = tol > 0 and half > tol and row["verdict"] != "regressed"
@@ -109,14 +120,16 @@ def _compare_metric(name: str, a: dict, b: dict, a_items: dict, b_items: dict, t
 def compare(baseline: Path, candidate: Path, tolerance: float = 0.0, relative: bool = False,
             metrics: list[str] | None = None, per_metric: dict[str, float] | None = None) -> Report:
     """Pair the two folders' cells and gate every shared metric; ResultsError when the input is unusable."""
-    a_cells = _by_key(load_results(baseline), Path(baseline))
-    b_cells = _by_key(load_results(candidate), Path(candidate))
+    (a_set, a_old), (b_set, b_old) = current_set(load_results(baseline)), current_set(load_results(candidate))
+    a_cells, b_cells = _by_key(a_set, Path(baseline)), _by_key(b_set, Path(candidate))
     common = sorted((k for k in a_cells if k in b_cells),  # the base cell first, then by label
                     key=lambda k: (a_cells[k]["cell"]["strategy"] != "base", a_cells[k].get("label") or ""))
     if not common:
         raise ResultsError(f"{candidate}: no cell matches a cell of {baseline} (same strategy, parameters, "
                            "training config and seed)")
     report = Report(Path(baseline), Path(candidate))
+    report.notes += [f"{where}: {len(old)} older cell(s) of another version or config left out (the newest run's "
+                     "set is compared)" for where, old in ((baseline, a_old), (candidate, b_old)) if old]
     for side, cells, other in (("baseline", a_cells, b_cells), ("candidate", b_cells, a_cells)):
         report.notes += [f"only in the {side}: `{r['label']}` ({r['id']})" for k, r in cells.items() if k not in other]
     seen: set[str] = set()

@@ -4,7 +4,7 @@ Reading is strict: a folder without cells/, or a result that does not verify (st
 checksum mismatch, items or metrics missing), raises ResultsError naming the file, so `harness
 leaderboard` and `harness compare` exit 2 instead of reporting a damaged or half a folder.
 
-    results = load_results(Path("results/smoke"))
+    results, left_out = current_set(load_results(Path("results/smoke")))   # one consistent set, never mixed
     rows = summarize(results)     # base cells first; rows[i]["metrics"]["task_exact_match"]["value"]
 """
 
@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from harness import store
+from harness.env import VERSIONED
 
 BASE = "base"  # the strategy name of a matrix's untrained base cell
 # Keys of result["cell"] that do not make a different experiment: seeds are repeats of one.
@@ -53,6 +54,28 @@ def load_results(results_dir: Path) -> list[dict]:
 def unverified(results: list[dict]) -> int:
     """How many results predate checksums (read on their structure alone)."""
     return sum(not store.verified(r) for r in results)
+
+
+# What makes results one consistent set: the versions in the cell id (env.VERSIONED) and the matrix-wide config.
+SET_KEYS = ("matrix", "data", "budget", "eval")
+
+
+def set_key(result: dict) -> str:
+    """Results with equal keys were measured by the same code and packages on the same data, budget and evals."""
+    packages = (result.get("env") or {}).get("packages") or {}
+    return json.dumps({"versions": {p: packages.get(p) for p in VERSIONED},
+                       **{k: result["cell"].get(k) for k in SET_KEYS}}, sort_keys=True)
+
+
+def current_set(results: list[dict]) -> tuple[list[dict], list[dict]]:
+    """(the newest run's set, the rest): the cells sharing the set key of the most recently finished cell.
+
+    A run with its matrix moves the rest aside (runner.supersede); without the matrix this is the one
+    consistent set a folder can report, and the report says what it left out."""
+    if not results:
+        return [], []
+    newest = set_key(max(results, key=lambda r: (r.get("finished_at") or r.get("started_at") or "", r["id"])))
+    return [r for r in results if set_key(r) == newest], [r for r in results if set_key(r) != newest]
 
 
 def load_items(results_dir: Path, cell_id: str) -> dict:
@@ -101,6 +124,14 @@ def _metrics(results: list[dict]) -> dict:
     return out
 
 
+def high_load(result: dict) -> bool:
+    """The machine had more runnable threads than cores when the cell started or ended (env.load_*): its time-based
+    figures (seconds, tokens/s) measure the contention as much as the cell."""
+    env = result.get("env") or {}
+    cpus, loads = env.get("cpus"), [env.get("load_start"), env.get("load_end")]
+    return bool(cpus) and any(x is not None and x > cpus for x in loads)
+
+
 def _nan(x) -> bool:
     return isinstance(x, float) and math.isnan(x)
 
@@ -121,6 +152,7 @@ def row(group: list[dict]) -> dict:
         "lr_trials": first.get("lr_trials") or [],
         "trainable_params": first.get("trainable_params"), "total_params": first.get("total_params"),
         "artifact_bytes": first.get("artifact_bytes"), "usage": _usage(measured), "metrics": _metrics(measured),
+        "high_load": any(high_load(r) for r in measured),
     }
 
 

@@ -16,19 +16,32 @@ from pathlib import Path
 import pandas as pd
 
 from harness import env as env_info
-from harness.evals.metrics import describe
+from harness.evals.metrics import HELP, describe
 from harness.evals.stats import METHODS
 from harness.report import deltas, plots
-from harness.report.frame import BASE, load_results, summarize
-from harness.report.table import annotate, is_side_effect, metric_names, ordered, primary_metric, summary_frame
+from harness.report.frame import BASE, current_set, high_load, load_items, load_results, summarize
+from harness.report.table import (annotate, interval, is_side_effect, metric_names, number, ordered, primary_metric,
+                                  summary_frame, uninformative)
+from harness.report.takeaways import takeaways
+
+SAMPLES = 3  # sample outputs per cell: its worst-scored test items first
+SAMPLE_CHARS = 160
+LOAD_MARK = "†"
 
 
 def _num(value, fmt: str = "{:,.0f}") -> str:
     return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else fmt.format(value)
 
 
-def _signed(fmt: str) -> str:
-    return fmt.replace("{:", "{:+", 1)
+def _size(n) -> str:
+    """Bytes as B / KB / MB / GB (powers of 1024)."""
+    if n is None:
+        return "–"
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
+        n /= 1024
+    return "–"
 
 
 def _esc(text) -> str:
@@ -42,10 +55,15 @@ def _value(row: dict, name: str) -> str:
         return "–"
     fmt = describe(name).fmt
     rank = row["rank"].get(name)
-    value = fmt.format(m["value"])
-    text = f"**{value}**" if rank == 1 else value
-    spread = f" ± {fmt.format(m['std'])}" if m["std"] is not None else None
-    text += spread or f" [{fmt.format(m['lo'])}, {fmt.format(m['hi'])}]"
+    if m["std"] is not None:
+        scale = max(abs(m["value"]), abs(m["std"]))
+        text = number(m["value"], fmt, scale)
+        text = (f"**{text}**" if row["best"].get(name) else text) + f" ± {number(m['std'], fmt, scale)}"
+    else:
+        text = interval(m["value"], m["lo"], m["hi"], fmt)
+        if row["best"].get(name):
+            value, _, rest = text.partition(" ")
+            text = f"**{value}** {rest}"
     if rank is not None:
         text += f" #{rank}" + (" ≈" if row["near_best"].get(name) else "")
     return text
@@ -55,8 +73,7 @@ def _delta(row: dict, name: str) -> str:
     d = row["vs_base"].get(name)
     if d is None:
         return "–"
-    f = describe(name).fmt
-    return (f"{_signed(f).format(d['delta'])} [{_signed(f).format(d['lo'])}, {_signed(f).format(d['hi'])}]"
+    return (interval(d["delta"], d["lo"], d["hi"], describe(name).fmt, signed=True)
             + (" ✱" if deltas.significant(d) else "") + ("" if d["paired"] else " (unpaired)"))
 
 
@@ -76,13 +93,27 @@ def _status(row: dict) -> str:
     return "ok" if row["status"] == "ok" else f"**{row['status']}**"
 
 
+# (usage key, heading, format, what it means); optional ones are shown only where measured
+COSTS = (("tokens", "train tokens", "{:,.0f}", "non-padding tokens trained on (the budget every cell spends)"),
+         ("tuning_tokens", "tuning tokens", "{:,.0f}", "tokens spent by the learning-rate search, all trials"),
+         ("seconds", "train s", "{:,.1f}", "wall-clock seconds of training (not evaluation)"),
+         ("tokens_per_second", "tok/s", "{:,.0f}", "training tokens per second of training"),
+         ("peak_memory_mb", "peak MB", "{:,.0f}", "peak memory of training in MiB above the process's baseline "
+          "before the model loaded (CPU: RssAnon; CUDA: torch.cuda.max_memory_allocated)"),
+         ("flops", "train FLOPs", "{:.2e}", "training FLOPs, 6·N per token for full fine-tuning, 4·N + 2·T for "
+          "T trainable of N parameters on a frozen base"))
+TIMED = ("seconds", "tokens_per_second")  # figures the machine's load moves
+
+
 def cost_columns(rows: list[dict]) -> list[tuple[str, str, str]]:
     """(usage key, heading, format) for the cost part of the main table; optional ones only when measured."""
-    cols = [("tokens", "train tokens", "{:,.0f}"), ("tuning_tokens", "tuning tokens", "{:,.0f}"),
-            ("seconds", "train s", "{:,.1f}"), ("peak_memory_mb", "peak MB", "{:,.0f}"),
-            ("flops", "train FLOPs", "{:.2e}")]
-    return [c for c in cols if c[0] in ("tokens", "seconds", "peak_memory_mb")
+    return [c[:3] for c in COSTS if c[0] in ("tokens", "seconds", "peak_memory_mb")
             or any(r["usage"].get(c[0]) is not None for r in rows)]
+
+
+def _cost(row: dict, key: str, fmt: str) -> str:
+    text = _num(row["usage"].get(key), fmt)
+    return f"{text} {LOAD_MARK}" if key in TIMED and row.get("high_load") and text != "–" else text
 
 
 def main_table(rows: list[dict], names: list[str]) -> pd.DataFrame:
@@ -94,7 +125,8 @@ def main_table(rows: list[dict], names: list[str]) -> pd.DataFrame:
             rec["seeds"] = len(r["seeds"])
         rec["lr"] = _lr(r)
         rec["trainable params"] = _num(r["trainable_params"])
-        rec.update({head: _num(r["usage"].get(key), fmt) for key, head, fmt in cost_columns(rows)})
+        rec["artifact"] = _size(r.get("artifact_bytes"))
+        rec.update({head: _cost(r, key, fmt) for key, head, fmt in cost_columns(rows)})
         rec.update({_heading(n): _value(r, n) for n in names})
         out.append(rec)
     return pd.DataFrame(out)
@@ -147,17 +179,49 @@ def preflight_warnings(results_dir: Path) -> list[str]:
     return [str(w) for w in warnings] if isinstance(warnings, list) else ["preflight.json has no warnings list"]
 
 
-def header(results: list[dict], results_dir: Path, title: str) -> list[str]:
+def truncated(results_dir: Path) -> dict[str, tuple[int, int]]:
+    """Per model: (training examples cut to max_length, examples), from data_report.json."""
+    path = Path(results_dir) / "data_report.json"
+    try:
+        report = json.loads(path.read_text("utf-8")) if path.is_file() else {}
+    except (OSError, ValueError):
+        return {}
+    tokenized = report.get("tokenized") if isinstance(report, dict) else None
+    return {m: (t["truncated"], t.get("examples", 0)) for m, t in (tokenized or {}).items()
+            if isinstance(t, dict) and "truncated" in t}
+
+
+def versions(results: list[dict]) -> str:
+    """Every version among the results: `torch 2.13.0`, or `transformers 5.23.0 (3 cells), 5.24.0 (6 cells)`."""
+    def each(values: list) -> str:
+        counts = Counter(v for v in values if v)
+        if len(counts) <= 1:
+            return next(iter(counts), "?")
+        return ", ".join(f"{v} ({n} cells)" for v, n in sorted(counts.items()))
+
+    envs = [r.get("env") or {} for r in results]
+    names = list(dict.fromkeys(k for e in envs for k in (e.get("packages") or {})))
+    parts = [f"python {each([e.get('python') for e in envs])}"]
+    parts += [f"{k} {each([(e.get('packages') or {}).get(k) for e in envs])}" for k in names]
+    shas = [(e.get("git") or {}).get("sha", "")[:10] or None for e in envs]
+    if any(shas):
+        dirty = any((e.get("git") or {}).get("dirty") for e in envs)
+        parts[-1] += f" · git `{each(shas)}`" + (" (uncommitted changes)" if dirty else "")
+    return ", ".join(parts)
+
+
+def header(results: list[dict], results_dir: Path, title: str, left_out: list[dict] | None = None) -> list[str]:
     cells = [r["cell"] for r in results]
     env = next((r["env"] for r in results if r.get("env")), {})
     models = ", ".join(f"`{m}`" for m in _unique(c.get("model", {}).get("id") for c in cells))
+    cut = truncated(results_dir)
     data = ", ".join(f"`{d['path']}` (max {d.get('max_length', '?')} tokens)"
                      for d in map(json.loads, _unique(c.get("data") or {} for c in cells)) if d)
+    data += "".join(f"; {n:,} of {total:,} training examples truncated to max_length"
+                    + (f" (`{m}`)" if len(cut) > 1 else "") for m, (n, total) in cut.items())
     budgets = "; ".join(_budget(json.loads(b)) for b in _unique(c.get("budget") or {} for c in cells))
     seeds = ", ".join(str(s) for s in sorted(set(c.get("seed", 0) for c in cells)))
     suites = ", ".join(_unique(s for c in cells for s in (c.get("eval") or {}).get("suites", [])))
-    packages = ", ".join(f"{k} {v}" for k, v in (env.get("packages") or {}).items() if v)
-    git = env.get("git") or {}
     statuses = ", ".join(f"{n} {s}" for s, n in Counter(r["status"] for r in results).items())
     lines = [f"# Leaderboard: {title}", "",
              f"- **Base model:** {models}",
@@ -165,14 +229,21 @@ def header(results: list[dict], results_dir: Path, title: str) -> list[str]:
              f"- **Budget:** {budgets}",
              f"- **Seeds:** {seeds} · **suites:** {suites}",
              f"- **Hardware:** {env.get('device', '?')} · {env.get('platform', '?')}",
-             f"- **Versions:** python {env.get('python', '?')}, {packages}"
-             + (f" · git `{git['sha'][:10]}`{' (uncommitted changes)' if git.get('dirty') else ''}"
-                if git.get("sha") else ""),
+             f"- **Versions:** {versions(results)}",
              f"- **Cells:** {len(results)} ({statuses})"]
-    versions = _unique(json.dumps(r["env"].get("packages") or {}, sort_keys=True) for r in results if r.get("env"))
-    if off := _unique(d for v in versions for d in env_info.drift(json.loads(v), env_info.pinned())):
+    package_sets = _unique(json.dumps(r["env"].get("packages") or {}, sort_keys=True) for r in results if r.get("env"))
+    if off := _unique(d for v in package_sets for d in env_info.drift(json.loads(v), env_info.pinned())):
         lines.append(f"- **⚠ Not the pinned versions:** measured with {', '.join(off)}; `pip install -c "
                      f"constraints.txt -e .` installs the pinned ones, and a re-run there may give other numbers")
+    if left_out:
+        lines.append(f"- **Left out:** {len(left_out)} older cell(s) of another version or config "
+                     f"({versions(left_out)}); this report shows the newest run's set, one consistent set. "
+                     "`harness run --matrix FILE` moves the others to `aside/`")
+    busy = [r for r in results if high_load(r)]
+    if busy:
+        lines.append(f"- **Machine load:** {len(busy)} cell(s) ran with the load average above the "
+                     f"{env.get('cpus', '?')} cores ({LOAD_MARK} on their time figures): their seconds and tokens/s "
+                     "measure the contention as much as the strategy")
     if hygiene := data_hygiene(results_dir):
         lines.append(f"- **Data hygiene:** {hygiene}")
     lines += [f"- **Warning:** {_esc(w)}" for w in preflight_warnings(results_dir)]
@@ -195,16 +266,23 @@ def lr_section(rows: list[dict]) -> list[str]:
 
 RULES = (
     "How to read this: a metric cell is the value and its 95% interval (the method per metric is listed below; "
-    "rows over several seeds: mean ± std over seeds); **bold** = best, `#k` = rank among cells with status ok, `≈` = "
-    "indistinguishable from the best (the 95% interval of the difference to the best cell includes 0). "
-    "Differences are paired over the items both cells scored, joined on item ids (paired bootstrap; perplexity "
-    "resamples documents; BLEU/chrF are re-scored as corpora on each side), otherwise taken from the two "
-    "intervals (half-widths added in quadrature, marked unpaired). Δ = cell minus the base model of the same "
-    "matrix; ✱ = its interval excludes 0. "
-    "↑ higher is better, ↓ lower is better. Every metric, interval, rank and delta is also in summary.csv / "
-    "summary.json; full records in cells/<id>.json."
+    "rows over several seeds: mean ± std over seeds); **bold** = best (only where some cell is worse), `#k` = rank "
+    "among cells with status ok, values equal as printed sharing a rank, `≈` = indistinguishable from the best (the "
+    "95% interval of the difference to the best cell includes 0). Differences are paired over the items both cells "
+    "scored, joined on item ids (paired bootstrap; perplexity resamples documents; BLEU/chrF are re-scored as "
+    "corpora on each side), otherwise taken from the two intervals (half-widths added in quadrature, marked "
+    "unpaired). Δ = cell minus the base model of the same matrix; ✱ = its interval excludes 0. ↑ higher is better, ↓ lower is better. Numbers keep at most 4 significant digits "
+    "(from 1e4 on, 2 in scientific form). Columns on which every cell scores the same, or every cell is at chance, "
+    "are under Details. Every metric, interval, rank and delta is also in summary.csv / summary.json; full records "
+    "in cells/<id>.json."
 )
 
+GLOSSARY = {"cell": "the strategy and its parameters (lr = learning rate)",
+            "status": "ok, or why the cell has no full measurement (the reason is under the tables)",
+            "seeds": "seeds averaged in the row", "lr": "learning rate trained with (n tried: a learning-rate search)",
+            "trainable params": "parameters the strategy trains",
+            "artifact": "size on disk of what the strategy saves (only what it trained)",
+            **{head: text for _, head, _, text in COSTS}}
 
 def interval_legend(rows: list[dict]) -> list[str]:
     """One line per interval method in use, naming the metrics it served; then any pairing note."""
@@ -230,38 +308,121 @@ def interval_legend(rows: list[dict]) -> list[str]:
     return lines + [f"- pairing: {note} ({count[note]} Δ of {', '.join(v)})" for note, v in notes.items()]
 
 
-def markdown(results: list[dict], rows: list[dict], results_dir: Path, title: str, figures: list[Path]) -> str:
+def glossary(rows: list[dict], tables: list[pd.DataFrame]) -> list[str]:
+    """Every column heading shown, explained once."""
+    heads = list(dict.fromkeys(h.removeprefix("Δ ") for t in tables for h in t.columns))
+    heads += [_heading(n) for n in metric_names(rows) if _heading(n) not in heads]  # the Details' columns too
+    by_heading = {_heading(n): n for n in metric_names(rows)}
+    lines = []
+    for h in heads:
+        if h in by_heading:
+            name = by_heading[h]
+            lines.append(f"- **{h}**: {HELP.get(name, f'lm-eval metric `{name}`')} (`{name}`)")
+        elif h in GLOSSARY:
+            lines.append(f"- **{h}**: {GLOSSARY[h]}")
+    if any(r.get("high_load") for r in rows):
+        lines.append(f"- **{LOAD_MARK}**: the load average was above the number of cores when the cell started or "
+                     "ended; its time figures are not comparable")
+    return ["## Columns", "", *lines, ""] if lines else []
+
+
+def details(rows: list[dict], names: list[str]) -> list[str]:
+    """The columns that tell no cell from another, with why, and their values."""
+    why = {n: reason for n in names if (reason := uninformative(rows, n))}
+    if not why:
+        return []
+    table = pd.DataFrame([{"cell": _esc(r["label"]), **{_heading(n): _value(r, n) for n in why}} for r in rows])
+    return (["## Details: columns that tell the cells apart in no way", ""]
+            + [f"- **{_heading(n)}**: {reason}" for n, reason in why.items()]
+            + ["", table.to_markdown(index=False), ""])
+
+
+def _clip(text) -> str:
+    text = " ".join(str(text).split())
+    return _esc(text if len(text) <= SAMPLE_CHARS else text[:SAMPLE_CHARS - 1] + "…")
+
+
+def _worst_first(items: dict, name: str | None, n: int) -> list[int]:
+    """Item indices ordered worst-scored first on `name` (stable: the first such items)."""
+    scores = items.get(name) if name else None
+    if isinstance(scores, list) and len(scores) == n and all(isinstance(x, (int, float)) for x in scores):
+        return sorted(range(n), key=lambda i: scores[i])
+    return list(range(n))
+
+
+def samples(rows: list[dict], results_dir: Path) -> list[str]:
+    """A few replies per trained cell beside the base model's, from the stored `_predictions`."""
+    quality = primary_metric(metric_names(rows))
+    bases = {r["model"]: r for r in rows if r["strategy"] == BASE}
+    parts = []
+    for r in rows:
+        base = bases.get(r["model"])
+        if r["status"] != "ok" or r is base or base is None:
+            continue
+        mine, theirs = load_items(results_dir, r["ids"][0]), load_items(results_dir, base["ids"][0])
+        preds, base_preds = mine.get("_predictions"), theirs.get("_predictions")
+        if not preds:
+            continue
+        prompts, refs = mine.get("_prompts") or [], mine.get("_references") or []
+        recs = []
+        for i in _worst_first(mine, quality, len(preds))[:SAMPLES]:
+            ref = refs[i] if i < len(refs) else "–"
+            recs.append({"item": i, "prompt": _clip(prompts[i]) if i < len(prompts) else "–",
+                         "reference": _clip(" / ".join(ref) if isinstance(ref, list) else ref),
+                         "base reply": _clip(base_preds[i]) if base_preds and i < len(base_preds) else "–",
+                         "cell reply": _clip(preds[i])})
+        parts += [f"### `{_esc(r['label'])}`", "", pd.DataFrame(recs).to_markdown(index=False), ""]
+    if not parts:
+        return []
+    return ["## Sample outputs", "", f"Per trained cell, its {SAMPLES} worst-scored test items"
+            + (f" on {describe(quality).label}" if quality else "") + " (first items on ties), beside the base "
+            "model's reply to the same prompt (items/<id>.json holds them all).", "", *parts]
+
+
+def markdown(results: list[dict], rows: list[dict], results_dir: Path, title: str, figures: list[Path],
+             left_out: list[dict] | None = None) -> str:
     names = metric_names(rows)
-    quality = [n for n in names if not is_side_effect(n)]
-    side = [n for n in names if is_side_effect(n)]
-    parts = header(results, results_dir, title) + ["", RULES, "", *interval_legend(rows), "",
-                                                   "## Task quality and cost", "",
-                                                   main_table(rows, quality).to_markdown(index=False), ""]
+    shown = [n for n in names if not uninformative(rows, n)]
+    quality = [n for n in shown if not is_side_effect(n)]
+    side = [n for n in shown if is_side_effect(n)]
+    tables = [main_table(rows, quality)]
+    parts = header(results, results_dir, title, left_out) + ["", "## Takeaways", "", *takeaways(rows, results_dir),
+                                                             "", RULES, "", *interval_legend(rows), "",
+                                                             "## Task quality and cost", "",
+                                                             tables[0].to_markdown(index=False), ""]
     if side:
-        parts += ["## Forgetting and safety", "", side_effect_table(rows, side).to_markdown(index=False), ""]
-    delta_names = [n for n in [primary_metric(names)] if n] + side
+        tables.append(side_effect_table(rows, side))
+        parts += ["## Forgetting and safety", "", tables[-1].to_markdown(index=False), ""]
+    delta_names = [n for n in [primary_metric(shown)] if n] + side
     if any(r["vs_base"] for r in rows) and delta_names:
-        parts += ["## Change against the base model", "",
-                  delta_table(rows, delta_names).to_markdown(index=False), ""]
+        tables.append(delta_table(rows, delta_names))
+        parts += ["## Change against the base model", "", tables[-1].to_markdown(index=False), ""]
     if figures:
         parts += ["## Plots", ""] + [f"![{f.stem}]({f.name})" for f in figures] + [""]
+        if any(r.get("high_load") for r in rows):
+            parts += [f"The training-time panel marks cells measured under high load ({LOAD_MARK}, ringed red).", ""]
+    parts += samples(rows, results_dir)
     parts += lr_section(rows)
     notes = [r for r in rows if r["reason"]]
     if notes:
         parts += ["## Cells that did not finish normally", ""]
         parts += [f"- `{_esc(r['label'])}` ({r['status']}): {_esc(r['reason'])}" for r in notes] + [""]
+    parts += details(rows, names)
+    parts += glossary(rows, tables)
     return "\n".join(parts)
 
 
 def write_leaderboard(results_dir: Path, title: str | None = None, plot: bool = True) -> Path:
-    """LEADERBOARD.md, summary.csv, summary.json and the plots, all inside `results_dir`."""
+    """LEADERBOARD.md, summary.csv, summary.json and the plots, all inside `results_dir`, of the folder's one
+    consistent set (frame.current_set: the newest run's cells; the header counts what it left out)."""
     results_dir = Path(results_dir)
-    results = load_results(results_dir)
+    results, left_out = current_set(load_results(results_dir))
     rows = ordered(annotate(summarize(results), results_dir))
     figures = plots.write_plots(rows, results_dir) if plot else []
     summary_frame(rows).to_csv(results_dir / "summary.csv", index=False)
     (results_dir / "summary.json").write_text(json.dumps({"title": title or results_dir.name, "rows": rows},
                                                          indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     out = results_dir / "LEADERBOARD.md"
-    out.write_text(markdown(results, rows, results_dir, title or results_dir.name, figures), encoding="utf-8")
+    out.write_text(markdown(results, rows, results_dir, title or results_dir.name, figures, left_out),
+                   encoding="utf-8")
     return out

@@ -1,7 +1,8 @@
 """The two pictures a reader wants before the tables: what quality costs, and what learning cost elsewhere.
 
 - pareto.png: task quality against trainable parameters (log), peak memory and training time;
-  the cells no other cell beats on both axes (the Pareto front) are joined and drawn large;
+  the cells no other cell beats on both axes (the Pareto front) are joined and drawn large; on the time
+  panel, cells measured under high machine load (frame.high_load) are ringed red;
 - forgetting.png: task gain over the base model against the change in general ability
   (general-text perplexity, and the mean change of general-benchmark accuracy), each point
   coloured by its harmful-prompt refusal rate.
@@ -104,6 +105,11 @@ def pareto(rows: list[dict], quality: str, path: Path) -> Path | None:
                     label="cell (95% CI)")
         ax.plot([xs[i] for i in front], [ys[i] for i in front], "-o", color="tab:blue", ms=9, lw=1.6,
                 label="Pareto front (nothing cheaper is better)", drawstyle="steps-post")
+        busy = [i for i, r in enumerate(pts) if key == "seconds" and r.get("high_load")]
+        if busy:  # time measured while the machine was overloaded says little about the strategy
+            ax.scatter([xs[i] for i in busy], [ys[i] for i in busy], s=260, facecolors="none", edgecolors="tab:red",
+                       lw=1.4, label="† load above the cores: time not comparable")
+            ax.legend(loc="lower right", fontsize=8)
         if base is not None:
             ax.axhline(base["metrics"][quality]["value"], color="tab:red", ls="--", lw=1, label="base model")
         if key == "trainable_params":

@@ -1,7 +1,11 @@
 """Leaderboard rows with their comparisons: rank per metric, indistinguishable-from-best, delta against the base.
 
 Rules (the leaderboard states them under its tables):
-- ranks count only cells with status ok; ties share the better rank;
+- numbers print with at most 4 significant digits, from 1e4 on as 2 in scientific form (3.1e8);
+- ranks count only cells with status ok; values equal as printed are ties and share the better rank;
+- a cell is "best" (bold) only when it beats some other cell: no best where every value is equal;
+- a column carries no information when every cell prints the same value, or every interval includes the
+  chance level of a multiple-choice benchmark (metrics.CHANCE); the leaderboard moves it to its details;
 - a cell is "indistinguishable from the best" on a metric when the interval of its difference to
   the best cell (deltas.difference: paired over items where both scored the same items) includes 0;
 - deltas are against the base cell of the same model, with the same interval rule (items joined on
@@ -10,19 +14,71 @@ Rules (the leaderboard states them under its tables):
 
     rows = annotate(summarize(load_results(d)), d)
     rows[3]["rank"]["task_exact_match"], rows[3]["near_best"]["task_exact_match"], rows[3]["vs_base"]["ppl_general"]
+    number(310029503.0, "{:.2f}")  # '3.1e8';  interval(m, "{:.2f}") -> '3.1e8 [2.6e8, 3.7e8]'
     summary_frame(rows).to_csv("summary.csv")
 """
 
 from __future__ import annotations
 
+import math
+import re
 from pathlib import Path
 
 import pandas as pd
 
 from harness.evals.items import PairingError
-from harness.evals.metrics import describe
+from harness.evals.metrics import CHANCE, describe
 from harness.report import deltas
 from harness.report.frame import BASE, ResultsError, load_items
+
+SCIENTIFIC_FROM = 1e4  # from here on a value prints as 2 significant digits in scientific form: 3.1e8
+MAX_DIGITS = 4  # below it, at most 4 significant digits (5499.47 -> 5499) and never more decimals than the metric's
+
+
+def _decimals(fmt: str) -> int | None:
+    m = re.fullmatch(r"\{:[+,]*\.(\d+)f\}", fmt)
+    return int(m.group(1)) if m else None
+
+
+def number(x, fmt: str = "{:.3f}", scale: float | None = None, signed: bool = False) -> str:
+    """`x` in the metric's format with sensible significant figures; `scale` (default |x|) picks the style, so
+    a value and its interval print alike."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "–"
+    decimals = _decimals(fmt)
+    if decimals is None:
+        return (fmt.replace("{:", "{:+", 1) if signed else fmt).format(x)
+    scale = abs(x) if scale is None else scale
+    sign = "+" if signed else ""
+    if scale >= SCIENTIFIC_FROM:
+        return re.sub(r"e\+?(-?)0*(\d)", r"e\1\2", f"{x:{sign}.1e}")
+    digits = len(str(int(scale))) if scale >= 1 else 1
+    return f"{x:{sign}.{min(decimals, max(0, MAX_DIGITS - digits))}f}"
+
+
+def interval(value: float, lo: float, hi: float, fmt: str, signed: bool = False) -> str:
+    """`value [lo, hi]`, all three in one style."""
+    scale = max(abs(value), abs(lo), abs(hi))
+    return (f"{number(value, fmt, scale, signed)} [{number(lo, fmt, scale, signed)}, "
+            f"{number(hi, fmt, scale, signed)}]")
+
+
+def shown(value: float, name: str) -> float:
+    """The value as the table prints it: what prints equal ranks equal."""
+    return float(number(value, describe(name).fmt).replace(",", ""))
+
+
+def uninformative(rows: list[dict], name: str) -> str | None:
+    """Why a metric's column tells the cells apart in no way (None when it does)."""
+    ok = [r["metrics"][name] for r in rows if r["status"] == "ok" and name in r["metrics"]]
+    if len(ok) < 2:
+        return None
+    if len({shown(m["value"], name) for m in ok}) == 1:
+        return f"every cell scores {number(ok[0]['value'], describe(name).fmt)}"
+    chance = CHANCE.get(name)
+    if chance is not None and all(m["lo"] <= chance <= m["hi"] for m in ok):
+        return f"every cell at chance, {chance:g} inside each 95% interval"
+    return None
 
 
 def metric_names(rows: list[dict]) -> list[str]:
@@ -54,8 +110,9 @@ def _scores(items: dict, row: dict, name: str):
     return deltas.seed_scores([items[i] for i in row["ids"]], name)
 
 
-def _difference(a: dict, b: dict, items: dict, name: str) -> dict:
-    """deltas.difference of two rows on `name` (b minus a); ResultsError when their items share no id."""
+def row_difference(items: dict, a: dict, b: dict, name: str) -> dict:
+    """b minus a on one metric (deltas.difference: paired over the items both scored, joined on ids);
+    ResultsError when their items share no id."""
     try:
         return deltas.difference(a["metrics"][name], b["metrics"][name], _scores(items, a, name),
                                  _scores(items, b, name))
@@ -63,27 +120,41 @@ def _difference(a: dict, b: dict, items: dict, name: str) -> dict:
         raise ResultsError(f"{name}: cells {', '.join(a['ids'])} and {', '.join(b['ids'])}: {e}") from None
 
 
+def load_row_items(rows: list[dict], results_dir: Path) -> dict:
+    """Per cell id, its items file (as frame.load_items reads it)."""
+    return {i: load_items(results_dir, i) for r in rows for i in r["ids"]}
+
+
+def rank(rows: list[dict], name: str) -> dict[int, int]:
+    """id(row) -> rank among `rows` (those with the metric), ties (equal as printed) sharing the better rank."""
+    up = describe(name).higher_is_better
+    ranked = [r for r in rows if name in r["metrics"]]
+    values = pd.Series([shown(r["metrics"][name]["value"], name) for r in ranked], dtype=float)
+    return {id(r): int(k) for r, k in zip(ranked, values.rank(ascending=not up, method="min"), strict=True)}
+
+
 def annotate(rows: list[dict], results_dir: Path) -> list[dict]:
-    """Adds rank, near_best and vs_base (dicts keyed by metric) to every row."""
-    items = {i: load_items(results_dir, i) for r in rows for i in r["ids"]}
+    """Adds rank, best (beats some other cell), near_best and vs_base (dicts keyed by metric) to every row."""
+    items = load_row_items(rows, results_dir)
     bases = {r["model"]: r for r in rows if r["strategy"] == BASE}
     for r in rows:
-        r.update(rank={}, near_best={}, vs_base={})
+        r.update(rank={}, best={}, near_best={}, vs_base={})
     for name in metric_names(rows):
-        up = describe(name).higher_is_better
         ranked = [r for r in rows if r["status"] == "ok" and name in r["metrics"]]
-        values = pd.Series([r["metrics"][name]["value"] for r in ranked], dtype=float)
-        for r, rank in zip(ranked, values.rank(ascending=not up, method="min")):
-            r["rank"][name] = int(rank)
-        best = next((r for r in ranked if r["rank"][name] == 1), None)
+        ranks = rank(ranked, name)
         for r in ranked:
-            d = _difference(best, r, items, name)
+            r["rank"][name] = ranks[id(r)]
+        best = next((r for r in ranked if r["rank"][name] == 1), None)
+        spread = len(set(ranks.values())) > 1
+        for r in ranked:
+            r["best"][name] = spread and r["rank"][name] == 1
+            d = row_difference(items, best, r, name)
             r["near_best"][name] = r["rank"][name] > 1 and not deltas.significant(d)
         for r in rows:
             base = bases.get(r["model"])
             if base is None or r is base or name not in r["metrics"] or name not in base["metrics"]:
                 continue
-            r["vs_base"][name] = _difference(base, r, items, name)
+            r["vs_base"][name] = row_difference(items, base, r, name)
     return rows
 
 
