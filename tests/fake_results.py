@@ -25,9 +25,20 @@ def ppl_items(scale: float, n: int = 40, seed: int = 0) -> list[list]:
     return [(counts * scale * rng.uniform(0.8, 1.2, n)).tolist(), counts.tolist()]
 
 
+def _suites(results_dir: Path, metrics: dict) -> list[str]:
+    """The suites of the folder's cells so far (one consistent set), else those whose metrics this cell carries:
+    a stored ok cell must have metrics for every suite it lists."""
+    for path in sorted((Path(results_dir) / "cells").glob("*.json")):
+        return json.loads(path.read_text("utf-8"))["cell"]["eval"]["suites"]
+    found = [suite for suite, prefix in (("perplexity", "ppl_"), ("task", "task_"), ("safety", "refusal_"))
+             if any(n.startswith(prefix) for n in metrics)]
+    return found or ["perplexity", "task"]
+
+
 def save_cell(results_dir: Path, label: str, strategy: str, items: dict | None, seed: int = 0,
               params: dict | None = None, status: str = "ok", reason: str | None = None, model: str = "base-a",
-              trainable: int = 0, usage: dict | None = None, intervals: bool = False, **extra) -> dict:
+              trainable: int = 0, usage: dict | None = None, intervals: bool = False, suites: list[str] | None = None,
+              **extra) -> dict:
     """One cell result whose metrics are computed from `items` (`intervals`: by stats.interval, as the evals do,
     with the items' `_groups`; else a percentile bootstrap over items). CorpusScores are stored as the evals store
     them: sentence scores plus `_<name>_stats`."""
@@ -53,7 +64,7 @@ def save_cell(results_dir: Path, label: str, strategy: str, items: dict | None, 
             "data": {"path": "zoo:tiny-world/record", "max_length": 64},
             "budget": {"tokens": 1000, "max_seconds": None, "max_memory_mb": None},
             "train": {"batch_size": 4, "learning_rate": 0.001}, "seed": seed,
-            "eval": {"suites": ["perplexity", "task"]}, "label": label}
+            "eval": {"suites": suites or _suites(results_dir, metrics)}, "label": label}
     key = hashlib.sha256(json.dumps([strategy, params, seed, model], sort_keys=True).encode()).hexdigest()[:12]
     result = {"id": key, "label": label, "matrix": "t",
               "cell": cell, "env": ENV, "status": status, "reason": reason, "trainable_params": trainable,
