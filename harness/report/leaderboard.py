@@ -9,58 +9,23 @@ frame.py (rows, seeds collapsed) and table.py (ranks, indistinguishable-from-bes
 from __future__ import annotations
 
 import json
-import math
 from collections import Counter
 from pathlib import Path
 
 import pandas as pd
 
-from harness.evals.metrics import describe
-from harness.report import deltas, plots
+from harness.report import plots
 from harness.report.frame import BASE, load_results, summarize
+from harness.report.headline import headline
 from harness.report.table import annotate, is_side_effect, metric_names, ordered, primary_metric, summary_frame
-
-
-def _num(value, fmt: str = "{:,.0f}") -> str:
-    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else fmt.format(value)
-
-
-def _signed(fmt: str) -> str:
-    return fmt.replace("{:", "{:+", 1)
+from harness.report.table import format_delta as _delta
+from harness.report.table import format_number as _num
+from harness.report.table import format_value as _value
+from harness.report.table import heading as _heading
 
 
 def _esc(text) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
-
-
-def _value(row: dict, name: str) -> str:
-    """`0.938 [0.896, 0.979] #7 ≈`: value and interval (or ± std over seeds), rank, marker."""
-    m = row["metrics"].get(name)
-    if m is None:
-        return "–"
-    fmt = describe(name).fmt
-    rank = row["rank"].get(name)
-    value = fmt.format(m["value"])
-    text = f"**{value}**" if rank == 1 else value
-    spread = f" ± {fmt.format(m['std'])}" if m["std"] is not None else None
-    text += spread or f" [{fmt.format(m['lo'])}, {fmt.format(m['hi'])}]"
-    if rank is not None:
-        text += f" #{rank}" + (" ≈" if row["near_best"].get(name) else "")
-    return text
-
-
-def _delta(row: dict, name: str) -> str:
-    d = row["vs_base"].get(name)
-    if d is None:
-        return "–"
-    f = describe(name).fmt
-    return (f"{_signed(f).format(d['delta'])} [{_signed(f).format(d['lo'])}, {_signed(f).format(d['hi'])}]"
-            + (" ✱" if deltas.significant(d) else "") + ("" if d["paired"] else " (unpaired)"))
-
-
-def _heading(name: str) -> str:
-    m = describe(name)
-    return f"{m.label} {'↑' if m.higher_is_better else '↓'}"
 
 
 def _lr(row: dict) -> str:
@@ -187,18 +152,11 @@ RULES = (
 
 
 def markdown(results: list[dict], rows: list[dict], results_dir: Path, title: str, figures: list[Path]) -> str:
-    names = metric_names(rows)
-    quality = [n for n in names if not is_side_effect(n)]
-    side = [n for n in names if is_side_effect(n)]
-    parts = header(results, results_dir, title) + ["", RULES, "",
-                                                   "## Task quality and cost", "",
-                                                   main_table(rows, quality).to_markdown(index=False), ""]
-    if side:
-        parts += ["## Forgetting and safety", "", side_effect_table(rows, side).to_markdown(index=False), ""]
-    delta_names = [n for n in [primary_metric(names)] if n] + side
-    if any(r["vs_base"] for r in rows) and delta_names:
-        parts += ["## Change against the base model", "",
-                  delta_table(rows, delta_names).to_markdown(index=False), ""]
+    top = headline(rows).text.map(_esc)
+    parts = header(results, results_dir, title) + ["", "## Headline", "", top.to_markdown(index=False), "", RULES, ""]
+    for section, table in wide_tables(rows).items():
+        if not table.empty:
+            parts += [f"## {section}", "", table.to_markdown(index=False), ""]
     if figures:
         parts += ["## Plots", ""] + [f"![{f.stem}]({f.name})" for f in figures] + [""]
     parts += lr_section(rows)
@@ -207,6 +165,27 @@ def markdown(results: list[dict], rows: list[dict], results_dir: Path, title: st
         parts += ["## Cells that did not finish normally", ""]
         parts += [f"- `{_esc(r['label'])}` ({r['status']}): {_esc(r['reason'])}" for r in notes] + [""]
     return "\n".join(parts)
+
+
+def wide_tables(rows: list[dict]) -> dict[str, pd.DataFrame]:
+    """The markdown's tables below the headline, by section title."""
+    names = metric_names(rows)
+    quality = [n for n in names if not is_side_effect(n)]
+    side = [n for n in names if is_side_effect(n)]
+    delta_names = [n for n in [primary_metric(names)] if n] + side
+    return {"Task quality and cost": main_table(rows, quality),
+            "Forgetting and safety": side_effect_table(rows, side) if side else pd.DataFrame(),
+            "Change against the base model": (delta_table(rows, delta_names)
+                                              if any(r["vs_base"] for r in rows) and delta_names else pd.DataFrame())}
+
+
+def report_page(results: list[dict], rows: list[dict], results_dir: Path, title: str) -> str:
+    """report.html's content: the same header, headline and tables as the markdown, plus charts and evidence."""
+    from harness.report.html import leaderboard_page
+
+    lines = header(results, results_dir, title)[2:]  # without the title and its blank line
+    return leaderboard_page(results, rows, results_dir, title, [h.removeprefix("- ") for h in lines],
+                            wide_tables(rows), data_hygiene(results_dir), RULES)
 
 
 def write_leaderboard(results_dir: Path, title: str | None = None, plot: bool = True) -> Path:
@@ -220,4 +199,6 @@ def write_leaderboard(results_dir: Path, title: str | None = None, plot: bool = 
                                                          indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     out = results_dir / "LEADERBOARD.md"
     out.write_text(markdown(results, rows, results_dir, title or results_dir.name, figures), encoding="utf-8")
+    (results_dir / "report.html").write_text(report_page(results, rows, results_dir, title or results_dir.name),
+                                             encoding="utf-8")
     return out

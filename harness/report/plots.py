@@ -125,7 +125,7 @@ def pareto(rows: list[dict], quality: str, path: Path) -> Path | None:
     return path
 
 
-def _general_panels(rows: list[dict]) -> list[tuple[str, callable]]:
+def general_panels(rows: list[dict]) -> list[tuple[str, callable]]:
     """(y label, row -> change) for general-text perplexity and the mean change of general accuracies."""
     names = metric_names(rows)
     ppl = [n for n in names if describe(n).general and not describe(n).higher_is_better]
@@ -145,7 +145,7 @@ def _general_panels(rows: list[dict]) -> list[tuple[str, callable]]:
 
 def forgetting(rows: list[dict], quality: str, path: Path) -> Path | None:
     trained = [r for r in rows if r["status"] == "ok" and r["strategy"] != BASE and quality in r["vs_base"]]
-    panels = _general_panels(rows)
+    panels = general_panels(rows)
     if not trained or not panels:
         return None
     fig, axes = plt.subplots(1, len(panels), figsize=(7.5 * len(panels), 5.6), squeeze=False, layout="constrained")

@@ -13,6 +13,7 @@ Rules (the leaderboard states them under its tables):
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -95,3 +96,42 @@ def summary_frame(rows: list[dict]) -> pd.DataFrame:
                             f"{name}_delta_paired": d["paired"]})
         flat.append(out)
     return pd.DataFrame(flat)
+
+
+def format_number(value, fmt: str = "{:,.0f}") -> str:
+    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else fmt.format(value)
+
+
+def _signed(fmt: str) -> str:
+    return fmt.replace("{:", "{:+", 1)
+
+
+def format_value(row: dict, name: str) -> str:
+    """`0.938 [0.896, 0.979] #7 ≈`: value and interval (or ± std over seeds), rank, marker; **bold** = best."""
+    m = row["metrics"].get(name)
+    if m is None:
+        return "–"
+    fmt = describe(name).fmt
+    rank = row["rank"].get(name)
+    value = fmt.format(m["value"])
+    text = f"**{value}**" if rank == 1 else value
+    spread = f" ± {fmt.format(m['std'])}" if m["std"] is not None else None
+    text += spread or f" [{fmt.format(m['lo'])}, {fmt.format(m['hi'])}]"
+    if rank is not None:
+        text += f" #{rank}" + (" ≈" if row["near_best"].get(name) else "")
+    return text
+
+
+def format_delta(row: dict, name: str) -> str:
+    """`+0.08 [+0.06, +0.09] ✱`: the difference to the base with its interval; ✱ = the interval excludes 0."""
+    d = row["vs_base"].get(name)
+    if d is None:
+        return "–"
+    f = describe(name).fmt
+    return (f"{_signed(f).format(d['delta'])} [{_signed(f).format(d['lo'])}, {_signed(f).format(d['hi'])}]"
+            + (" ✱" if deltas.significant(d) else "") + ("" if d["paired"] else " (unpaired)"))
+
+
+def heading(name: str) -> str:
+    m = describe(name)
+    return f"{m.label} {'↑' if m.higher_is_better else '↓'}"
