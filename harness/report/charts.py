@@ -18,7 +18,7 @@ from plotly.subplots import make_subplots
 
 from harness.evals.metrics import describe
 from harness.report.frame import BASE
-from harness.report.plots import COSTS, SAFETY, general_panels, pareto_front
+from harness.report.plots import COSTS, SAFETY, general_panels, pareto_front, short_labels
 from harness.report.table import format_delta, format_value, metric_names, primary_metric
 
 
@@ -37,6 +37,7 @@ def pareto(rows: list[dict], configs: list[str], quality: str) -> go.Figure | No
         return None
     m = describe(quality)
     base = next((r for _, r in ok if r["strategy"] == BASE), None)
+    short = short_labels([r["label"] for r in rows])
     fig = make_subplots(rows=1, cols=len(COSTS), shared_yaxes=True, horizontal_spacing=0.04,
                         subplot_titles=[label for _, label in COSTS])
     for col, (key, label) in enumerate(COSTS, start=1):
@@ -46,7 +47,9 @@ def pareto(rows: list[dict], configs: list[str], quality: str) -> go.Figure | No
         ys = [r["metrics"][quality]["value"] for _, r in pts]
         front = set(pareto_front(xs, ys, m.higher_is_better))
         fig.add_trace(go.Scatter(
-            x=xs, y=ys, mode="markers", name="cell (95% CI)", showlegend=col == 1,
+            x=xs, y=ys, mode="markers+text", name="cell (95% CI)", showlegend=col == 1,
+            text=[short[i] if j in front else "" for j, (i, _) in enumerate(pts)], textposition="top center",
+            textfont={"size": 10}, cliponaxis=False,
             marker={"size": [14 if j in front else 9 for j in range(len(pts))],
                     "color": ["#1f77b4" if j in front else "#8c8c8c" for j in range(len(pts))],
                     "line": {"width": 1, "color": "#333"}},

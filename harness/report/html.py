@@ -115,6 +115,14 @@ def cell_evidence(ref: dict, ref_items: dict, cell_items: dict, texts: dict, mis
     return out
 
 
+def _loss_curve(result: dict) -> dict:
+    """The logged training losses against the optimizer step (train.py logs every max(1, steps // 25) steps)."""
+    usage = result.get("usage") or {}
+    losses = usage.get("loss_curve") or []
+    every = max(1, int(usage.get("steps") or len(losses)) // 25)
+    return {"seed": result["cell"].get("seed"), "x": [every * (i + 1) for i in range(len(losses))], "y": losses}
+
+
 def _sanity(result: dict, items: dict) -> dict:
     return {**(result.get("sanity") or {}), **({"batch_invariance": items["_sanity_batch_invariance"]}
                                                if "_sanity_batch_invariance" in items else {})}
@@ -141,8 +149,7 @@ def leaderboard_page(results: list[dict], rows: list[dict], results_dir: Path, t
             ev = cell_evidence(first[b], items[rows[b]["ids"][0]], items[r["ids"][0]], texts, missing)
         seeds = [by_id[k] for k in r["ids"]]
         cells.append({"label": r["label"], "status": r["status"], "evidence": ev,
-                      "loss": [{"seed": s["cell"].get("seed"), "y": (s.get("usage") or {}).get("loss_curve") or []}
-                               for s in seeds]})
+                      "loss": [_loss_curve(s) for s in seeds]})
     h = headline(rows)
     details = [{"row": r, "results": [by_id[k] for k in r["ids"]] or [], "config": configs[i],
                 "sanity": [_sanity(by_id[k], items[k]) for k in r["ids"]],

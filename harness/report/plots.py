@@ -50,7 +50,7 @@ def pareto_front(xs: list[float], ys: list[float], higher_is_better: bool = True
 OFFSETS = [(dx, dy, ha) for dy in (6, -14, 18, -26, 30, -38, 42, -50) for dx, ha in ((6, "left"), (-6, "right"))]
 
 
-def _short(labels: list[str]) -> list[str]:
+def short_labels(labels: list[str]) -> list[str]:
     """Cell labels without the learning rate when they stay unique without it (plots are crowded)."""
     short = [re.sub(r" lr=\S+", "", text) for text in labels]
     return short if len(set(short)) == len(set(labels)) else labels
@@ -59,7 +59,7 @@ def _short(labels: list[str]) -> list[str]:
 def _label(ax, xs, ys, labels) -> None:
     """Label each point; points on the same spot share a label; labels are moved until none overlap."""
     spots: dict[tuple, list[str]] = {}
-    for x, y, text in zip(xs, ys, _short(labels)):
+    for x, y, text in zip(xs, ys, short_labels(labels)):
         spots.setdefault((float(x), float(y)), []).append(text)
     renderer = ax.figure.canvas.get_renderer()
     placed = []

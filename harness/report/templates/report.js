@@ -55,7 +55,8 @@
         : "No per-item scores to pair with the base model."}));
       return;
     }
-    ev.forEach(function (m) {
+    const still = ev.filter(function (m) { return !m.n_lost && !m.n_gained; });
+    ev.filter(function (m) { return m.n_lost || m.n_gained; }).forEach(function (m) {
       const texts = m.source ? DATA.texts[m.source] : null;
       const block = el("div", {class: "metric", "data-metric": m.metric}, [
         el("h4", {text: m.label + " (" + m.metric + "), " + m.n + " items: " + m.n_lost + " right → wrong, "
@@ -65,6 +66,11 @@
       if (m.n_gained) block.appendChild(itemList("wrong → right (gained)", m.gained, m.n_gained, texts, "gained"));
       box.appendChild(block);
     });
+    if (still.length) {
+      box.appendChild(el("p", {class: "hint", text: "no item flipped on: " + still.map(function (m) {
+        return m.label + " (" + m.n + " items)";
+      }).join(", ")}));
+    }
   }
 
   function renderLoss(i) {
@@ -73,9 +79,10 @@
     if (!curves.length) { div.textContent = "no training (or no loss recorded)"; return; }
     loadPlotly().then(function (Plotly) {
       Plotly.react(div, curves.map(function (c) {
-        return {y: c.y, mode: "lines", name: "seed " + c.seed, hovertemplate: "logged step %{x}: loss %{y:.4g}<extra></extra>"};
+        return {x: c.x, y: c.y, mode: "lines", name: "seed " + c.seed,
+          hovertemplate: "step %{x}: loss %{y:.4g}<extra></extra>"};
       }), {height: 240, margin: {l: 50, r: 10, t: 10, b: 40}, yaxis: {type: "log", title: {text: "training loss"}},
-        xaxis: {title: {text: "logging step"}}, showlegend: curves.length > 1}, {displaylogo: false, responsive: true});
+        xaxis: {title: {text: "optimizer step"}}, showlegend: curves.length > 1}, {displaylogo: false, responsive: true});
     });
   }
 
