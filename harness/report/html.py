@@ -79,14 +79,14 @@ def _sort_key(value) -> str:
     return "" if value is None or isinstance(value, float) else str(value)
 
 
-def frame_table(text: pd.DataFrame, values: pd.DataFrame | None = None) -> dict:
-    """A DataFrame as {"columns", "rows": [[(html, sort key), ...]]}; sort keys from `values` where given."""
+def frame_table(text: pd.DataFrame, values: pd.DataFrame | None = None, classes: list[str] | None = None) -> dict:
+    """A DataFrame as {"columns", "rows": [[(html, sort key), ...]], "classes"}; sort keys from `values` if given."""
     rows = []
     for i in range(len(text)):
         rows.append([(inline_md(text.iat[i, j]),
                       _sort_key(values.iat[i, j]) if values is not None else _sort_key(text.iat[i, j]))
                      for j in range(text.shape[1])])
-    return {"columns": list(text.columns), "rows": rows}
+    return {"columns": list(text.columns), "rows": rows, "classes": classes or [""] * len(rows)}
 
 
 def _config(result: dict) -> str:
@@ -97,7 +97,10 @@ def _config(result: dict) -> str:
 
 
 def cell_evidence(ref: dict, ref_items: dict, cell_items: dict, texts: dict, missing: dict) -> list[dict]:
-    """Per binary metric: the flipped items against `ref`, each with its text's index where texts are known."""
+    """Per binary metric: the flipped items against `ref`, each with its text's index where texts are known.
+
+    A row over several seeds is shown by its first seed: a flip is a property of one model's answers.
+    """
     out = []
     for metric in evidence.binary_metrics(ref_items):
         f = evidence.flips(ref_items, cell_items, metric)
@@ -157,7 +160,7 @@ def leaderboard_page(results: list[dict], rows: list[dict], results_dir: Path, t
                for i, r in enumerate(rows)]
     failed = [r for r in results if r["id"] not in {k for row in rows for k in row["ids"]}]
     return _env().get_template("leaderboard.html.j2").render(
-        title=title, header=header, rules=rules, headline=frame_table(h.text, h.values), roles=h.metrics,
+        title=title, header=header, rules=rules, headline=frame_table(h.text, h.values, [f"status-{r['status']}" for r in rows]), roles=h.metrics,
         tables={name: frame_table(df) for name, df in tables.items() if not df.empty}, details=details,
         unmeasured=failed, hygiene=hygiene, plotly=plotly_bundle(),
         data=_json_script({"cells": cells, "texts": texts, "figures": charts.figures(rows, configs)}))
@@ -169,7 +172,8 @@ def compare_page(report) -> str:
     from harness.report.frame import load_results
 
     rows = sorted(report.rows, key=lambda r: ORDER.index(r["verdict"]))
-    table = frame_table(pd.DataFrame(rows)) if rows else None
+    verdicts = [f"verdict-{r['verdict'].split(',')[0]}" for r in rows]  # "worse, within tolerance" -> worse
+    table = frame_table(pd.DataFrame(rows), classes=verdicts) if rows else None
     regressions = []
     base = {r["id"]: r for r in load_results(report.baseline)}
     for label, (a_id, b_id) in report.pairs.items():
@@ -183,7 +187,9 @@ def compare_page(report) -> str:
             for entry in e["lost"]:
                 t = texts.get(e["source"]) if e["source"] else None
                 entry.update(t[entry["pos"]] if t else {})
-        regressions.append({"cell": label, "metrics": bad, "evidence": ev})
+        shown = {e["metric"] for e in ev}
+        regressions.append({"cell": label, "metrics": bad, "evidence": ev,
+                            "not_per_item": [m for m in bad if m not in shown and m != "(status)"]})
     counts = {v: sum(r["verdict"] == v for r in rows) for v in ORDER}
     return _env().get_template("compare.html.j2").render(
         report=report, table=table, counts=counts, regressions=regressions)
