@@ -159,8 +159,9 @@ def leaderboard_page(results: list[dict], rows: list[dict], results_dir: Path, t
                 "usage": {k: v for k, v in r["usage"].items() if v is not None}}
                for i, r in enumerate(rows)]
     failed = [r for r in results if r["id"] not in {k for row in rows for k in row["ids"]}]
+    top = frame_table(h.text, h.values, [f"status-{r['status']}" for r in rows])
     return _env().get_template("leaderboard.html.j2").render(
-        title=title, header=header, rules=rules, headline=frame_table(h.text, h.values, [f"status-{r['status']}" for r in rows]), roles=h.metrics,
+        title=title, header=header, rules=rules, headline=top, roles=h.metrics,
         tables={name: frame_table(df) for name, df in tables.items() if not df.empty}, details=details,
         unmeasured=failed, hygiene=hygiene, plotly=plotly_bundle(),
         data=_json_script({"cells": cells, "texts": texts, "figures": charts.figures(rows, configs)}))
