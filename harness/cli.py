@@ -130,6 +130,11 @@ def cmd_compare(args) -> int:
         print(f"harness: {e}", file=sys.stderr)
         return 2
     print(report.markdown())
+    if args.html:
+        from harness.report.html import compare_page
+
+        Path(args.html).write_text(compare_page(report), encoding="utf-8")
+        print(f"report: {args.html}")
     return report.exit_code
 
 
@@ -171,7 +176,8 @@ def parser() -> argparse.ArgumentParser:
     val.set_defaults(func=cmd_validate)
     st = sub.add_parser("strategies", help="list the registered strategies, their parameters and defaults")
     st.set_defaults(func=cmd_strategies)
-    lb = sub.add_parser("leaderboard", help="(re)render a results folder's LEADERBOARD.md, summary.csv/.json, plots")
+    lb = sub.add_parser("leaderboard", help="(re)render a results folder's LEADERBOARD.md, report.html, "
+                        "summary.csv/.json, plots")
     lb.add_argument("results")
     lb.add_argument("--no-plots", action="store_true", help="tables only")
     lb.set_defaults(func=cmd_leaderboard)
@@ -184,6 +190,7 @@ def parser() -> argparse.ArgumentParser:
                           "rounding, 1e-9 relative + 1e-12); repeatable, METRIC=X sets one metric")
     cmp.add_argument("--relative", action="store_true", help="tolerances are fractions of the baseline value")
     cmp.add_argument("--metrics", nargs="+", help="gate only these metrics (default: every metric both sides have)")
+    cmp.add_argument("--html", metavar="OUT.html", help="also write the verdict as a self-contained HTML page")
     cmp.set_defaults(func=cmd_compare)
     zoo = sub.add_parser("zoo", help="the shipped tiny world").add_subparsers(dest="zoo_command", required=True)
     zb = zoo.add_parser("build", help="rebuild a zoo model from its seed (tiny-world: about 30 CPU-minutes)")

@@ -58,6 +58,7 @@ class Report:
     rows: list[dict] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    pairs: dict[str, tuple[str, str]] = field(default_factory=dict)  # cell label -> (baseline id, candidate id)
 
     @property
     def exit_code(self) -> int:
@@ -138,6 +139,7 @@ def compare(baseline: Path, candidate: Path, tolerance: float = 0.0, relative: b
     for key in common:
         a, b = a_cells[key], b_cells[key]
         label = a.get("label") or a["cell"]["strategy"]
+        report.pairs[label] = (a["id"], b["id"])
         if a["status"] != "ok":
             report.notes.append(f"`{label}`: baseline status {a['status']}; nothing to compare against")
             continue

@@ -9,7 +9,6 @@ frame.py (rows, seeds collapsed) and table.py (ranks, indistinguishable-from-bes
 from __future__ import annotations
 
 import json
-import math
 from collections import Counter
 from pathlib import Path
 
@@ -20,17 +19,17 @@ from harness.evals.metrics import HELP, describe
 from harness.evals.stats import METHODS
 from harness.report import deltas, plots
 from harness.report.frame import BASE, current_set, high_load, load_items, load_results, summarize
-from harness.report.table import (annotate, interval, is_side_effect, metric_names, number, ordered, primary_metric,
-                                  summary_frame, uninformative)
+from harness.report.headline import headline
+from harness.report.table import annotate, is_side_effect, metric_names, ordered, primary_metric, summary_frame, uninformative
+from harness.report.table import format_delta as _delta
+from harness.report.table import format_number as _num
+from harness.report.table import format_value as _value
+from harness.report.table import heading as _heading
 from harness.report.takeaways import takeaways
 
 SAMPLES = 3  # sample outputs per cell: its worst-scored test items first
 SAMPLE_CHARS = 160
 LOAD_MARK = "†"
-
-
-def _num(value, fmt: str = "{:,.0f}") -> str:
-    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else fmt.format(value)
 
 
 def _size(n) -> str:
@@ -46,40 +45,6 @@ def _size(n) -> str:
 
 def _esc(text) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
-
-
-def _value(row: dict, name: str) -> str:
-    """`0.938 [0.896, 0.979] #7 ≈`: value and interval (or ± std over seeds), rank, marker."""
-    m = row["metrics"].get(name)
-    if m is None:
-        return "–"
-    fmt = describe(name).fmt
-    rank = row["rank"].get(name)
-    if m["std"] is not None:
-        scale = max(abs(m["value"]), abs(m["std"]))
-        text = number(m["value"], fmt, scale)
-        text = (f"**{text}**" if row["best"].get(name) else text) + f" ± {number(m['std'], fmt, scale)}"
-    else:
-        text = interval(m["value"], m["lo"], m["hi"], fmt)
-        if row["best"].get(name):
-            value, _, rest = text.partition(" ")
-            text = f"**{value}** {rest}"
-    if rank is not None:
-        text += f" #{rank}" + (" ≈" if row["near_best"].get(name) else "")
-    return text
-
-
-def _delta(row: dict, name: str) -> str:
-    d = row["vs_base"].get(name)
-    if d is None:
-        return "–"
-    return (interval(d["delta"], d["lo"], d["hi"], describe(name).fmt, signed=True)
-            + (" ✱" if deltas.significant(d) else "") + ("" if d["paired"] else " (unpaired)"))
-
-
-def _heading(name: str) -> str:
-    m = describe(name)
-    return f"{m.label} {'↑' if m.higher_is_better else '↓'}"
 
 
 def _lr(row: dict) -> str:
@@ -271,7 +236,8 @@ RULES = (
     "95% interval of the difference to the best cell includes 0). Differences are paired over the items both cells "
     "scored, joined on item ids (paired bootstrap; perplexity resamples documents; BLEU/chrF are re-scored as "
     "corpora on each side), otherwise taken from the two intervals (half-widths added in quadrature, marked "
-    "unpaired). Δ = cell minus the base model of the same matrix; ✱ = its interval excludes 0. ↑ higher is better, ↓ lower is better. Numbers keep at most 4 significant digits "
+    "unpaired). Δ = cell minus the base model of the same matrix; ✱ = its interval excludes 0. ↑ higher is better, "
+    "↓ lower is better. Numbers keep at most 4 significant digits "
     "(from 1e4 on, 2 in scientific form). Columns on which every cell scores the same, or every cell is at chance, "
     "are under Details. Every metric, interval, rank and delta is also in summary.csv / summary.json; full records "
     "in cells/<id>.json."
@@ -385,18 +351,15 @@ def markdown(results: list[dict], rows: list[dict], results_dir: Path, title: st
     shown = [n for n in names if not uninformative(rows, n)]
     quality = [n for n in shown if not is_side_effect(n)]
     side = [n for n in shown if is_side_effect(n)]
-    tables = [main_table(rows, quality)]
+    top = headline(rows).text.map(_esc)
+    wide = wide_tables(rows)
+    tables = [top, *(t for t in wide.values() if not t.empty)]
     parts = header(results, results_dir, title, left_out) + ["", "## Takeaways", "", *takeaways(rows, results_dir),
-                                                             "", RULES, "", *interval_legend(rows), "",
-                                                             "## Task quality and cost", "",
-                                                             tables[0].to_markdown(index=False), ""]
-    if side:
-        tables.append(side_effect_table(rows, side))
-        parts += ["## Forgetting and safety", "", tables[-1].to_markdown(index=False), ""]
-    delta_names = [n for n in [primary_metric(shown)] if n] + side
-    if any(r["vs_base"] for r in rows) and delta_names:
-        tables.append(delta_table(rows, delta_names))
-        parts += ["## Change against the base model", "", tables[-1].to_markdown(index=False), ""]
+                                                             "", "## Headline", "", top.to_markdown(index=False), "",
+                                                             RULES, "", *interval_legend(rows), ""]
+    for section, table in wide.items():
+        if not table.empty:
+            parts += [f"## {section}", "", table.to_markdown(index=False), ""]
     if figures:
         parts += ["## Plots", ""] + [f"![{f.stem}]({f.name})" for f in figures] + [""]
         if any(r.get("high_load") for r in rows):
@@ -412,6 +375,28 @@ def markdown(results: list[dict], rows: list[dict], results_dir: Path, title: st
     return "\n".join(parts)
 
 
+def wide_tables(rows: list[dict]) -> dict[str, pd.DataFrame]:
+    """The markdown's tables below the headline, by section title."""
+    shown = [n for n in metric_names(rows) if not uninformative(rows, n)]  # the rest go to the Details
+    quality = [n for n in shown if not is_side_effect(n)]
+    side = [n for n in shown if is_side_effect(n)]
+    delta_names = [n for n in [primary_metric(shown)] if n] + side
+    return {"Task quality and cost": main_table(rows, quality),
+            "Forgetting and safety": side_effect_table(rows, side) if side else pd.DataFrame(),
+            "Change against the base model": (delta_table(rows, delta_names)
+                                              if any(r["vs_base"] for r in rows) and delta_names else pd.DataFrame())}
+
+
+def report_page(results: list[dict], rows: list[dict], results_dir: Path, title: str,
+                left_out: list[dict] | None = None) -> str:
+    """report.html's content: the same header, headline and tables as the markdown, plus charts and evidence."""
+    from harness.report.html import leaderboard_page
+
+    lines = header(results, results_dir, title, left_out)[2:]  # without the title and its blank line
+    return leaderboard_page(results, rows, results_dir, title, [h.removeprefix("- ") for h in lines],
+                            wide_tables(rows), data_hygiene(results_dir), RULES)
+
+
 def write_leaderboard(results_dir: Path, title: str | None = None, plot: bool = True) -> Path:
     """LEADERBOARD.md, summary.csv, summary.json and the plots, all inside `results_dir`, of the folder's one
     consistent set (frame.current_set: the newest run's cells; the header counts what it left out)."""
@@ -425,4 +410,6 @@ def write_leaderboard(results_dir: Path, title: str | None = None, plot: bool = 
     out = results_dir / "LEADERBOARD.md"
     out.write_text(markdown(results, rows, results_dir, title or results_dir.name, figures, left_out),
                    encoding="utf-8")
+    (results_dir / "report.html").write_text(report_page(results, rows, results_dir, title or results_dir.name,
+                                                         left_out), encoding="utf-8")
     return out

@@ -51,7 +51,7 @@ def pareto_front(xs: list[float], ys: list[float], higher_is_better: bool = True
 OFFSETS = [(dx, dy, ha) for dy in (6, -14, 18, -26, 30, -38, 42, -50) for dx, ha in ((6, "left"), (-6, "right"))]
 
 
-def _short(labels: list[str]) -> list[str]:
+def short_labels(labels: list[str]) -> list[str]:
     """Cell labels without the learning rate when they stay unique without it (plots are crowded)."""
     short = [re.sub(r" lr=\S+", "", text) for text in labels]
     return short if len(set(short)) == len(set(labels)) else labels
@@ -60,7 +60,7 @@ def _short(labels: list[str]) -> list[str]:
 def _label(ax, xs, ys, labels) -> None:
     """Label each point; points on the same spot share a label; labels are moved until none overlap."""
     spots: dict[tuple, list[str]] = {}
-    for x, y, text in zip(xs, ys, _short(labels)):
+    for x, y, text in zip(xs, ys, short_labels(labels)):
         spots.setdefault((float(x), float(y)), []).append(text)
     renderer = ax.figure.canvas.get_renderer()
     placed = []
@@ -131,7 +131,7 @@ def pareto(rows: list[dict], quality: str, path: Path) -> Path | None:
     return path
 
 
-def _general_panels(rows: list[dict]) -> list[tuple[str, callable]]:
+def general_panels(rows: list[dict]) -> list[tuple[str, callable]]:
     """(y label, row -> change) for general-text perplexity and the mean change of general accuracies."""
     names = metric_names(rows)
     ppl = [n for n in names if describe(n).general and not describe(n).higher_is_better]
@@ -151,7 +151,7 @@ def _general_panels(rows: list[dict]) -> list[tuple[str, callable]]:
 
 def forgetting(rows: list[dict], quality: str, path: Path) -> Path | None:
     trained = [r for r in rows if r["status"] == "ok" and r["strategy"] != BASE and quality in r["vs_base"]]
-    panels = _general_panels(rows)
+    panels = general_panels(rows)
     if not trained or not panels:
         return None
     fig, axes = plt.subplots(1, len(panels), figsize=(7.5 * len(panels), 5.6), squeeze=False, layout="constrained")

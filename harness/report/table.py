@@ -177,3 +177,43 @@ def summary_frame(rows: list[dict]) -> pd.DataFrame:
                             f"{name}_delta_method": d["method"]})
         flat.append(out)
     return pd.DataFrame(flat)
+
+
+def format_number(value, fmt: str = "{:,.0f}") -> str:
+    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else fmt.format(value)
+
+
+def format_value(row: dict, name: str) -> str:
+    """`0.938 [0.896, 0.979] #7 ≈`: value and interval (or ± std over seeds), rank, marker; **bold** = best
+    (only where some cell is worse)."""
+    m = row["metrics"].get(name)
+    if m is None:
+        return "–"
+    fmt = describe(name).fmt
+    rank = row["rank"].get(name)
+    if m["std"] is not None:
+        scale = max(abs(m["value"]), abs(m["std"]))
+        text = number(m["value"], fmt, scale)
+        text = (f"**{text}**" if row["best"].get(name) else text) + f" ± {number(m['std'], fmt, scale)}"
+    else:
+        text = interval(m["value"], m["lo"], m["hi"], fmt)
+        if row["best"].get(name):
+            value, _, rest = text.partition(" ")
+            text = f"**{value}** {rest}"
+    if rank is not None:
+        text += f" #{rank}" + (" ≈" if row["near_best"].get(name) else "")
+    return text
+
+
+def format_delta(row: dict, name: str) -> str:
+    """`+0.08 [+0.06, +0.09] ✱`: the difference to the base with its interval; ✱ = the interval excludes 0."""
+    d = row["vs_base"].get(name)
+    if d is None:
+        return "–"
+    return (interval(d["delta"], d["lo"], d["hi"], describe(name).fmt, signed=True)
+            + (" ✱" if deltas.significant(d) else "") + ("" if d["paired"] else " (unpaired)"))
+
+
+def heading(name: str) -> str:
+    m = describe(name)
+    return f"{m.label} {'↑' if m.higher_is_better else '↓'}"
