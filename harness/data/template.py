@@ -107,12 +107,12 @@ def scored_pair(tok, ex: dict, template: str = "auto", max_length: int | None = 
     return tok.decode(p), tok.decode(c)
 
 
-def reference(ex: dict) -> str:
-    """The answer a generated output is scored against (the last assistant message)."""
+def reference(ex: dict) -> str | list[str]:
+    """What a generated output is scored against: the last assistant message, or all of the row's references."""
     if "text" in ex:
         raise FormatError(f"{ex['id']}: text-format data has no answers to score; the task suite needs "
                           f"alpaca, prompt_completion or chat data")
-    return ex["messages"][-1]["content"]
+    return ex.get("references") or ex["messages"][-1]["content"]
 
 
 def chat_prompt(tok, instruction: str, input: str = "") -> str:
