@@ -36,7 +36,7 @@ def eval_sets(data: DataSpec, ev: EvalSpec, root: Path) -> dict[str, list[tuple[
     if "perplexity" in ev.suites:
         sets["validation"] = load_split(data, root, "validation")
         if ev.general_text:
-            sets["general"] = [r["text"] for r in formats.read_jsonl(resolve_data(ev.general_text, root), ("text",))]
+            sets["general"] = formats.read_documents(resolve_data(ev.general_text, root))  # as the suite reads it
     if "benchmarks" in ev.suites and ev.benchmarks:  # local benchmark files; hub tasks cannot be read offline
         readers = {"mmlu": lambda d: formats.read_mmlu(d, "test"), "ceval-valid": lambda d: formats.read_ceval(d, "val"),
                    "gsm8k": lambda d: formats.read_gsm8k(d / "test.jsonl")}

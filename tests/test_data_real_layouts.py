@@ -1,4 +1,5 @@
-"""Several reference columns per row (DialogSum's summary1..3) and a fixed instruction for rows that hold only input."""
+"""Real files' layouts through the data layer: several reference columns per row (DialogSum's summary1..3),
+a fixed instruction for rows that hold only the input, and a plain-text general corpus (WikiText-2)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 from conftest import SHARED_DATA
 from pydantic import ValidationError
 
-from harness.config import DataSpec
+from harness.config import DataSpec, EvalSpec
 from harness.data import load_split, reference
 from harness.evals.formats import FormatError
 from harness.evals.task import score
@@ -67,3 +68,20 @@ def test_real_dialogsum_test_file_gives_three_references_per_dialogue(tmp_path):
     assert all(len(reference(ex)) == 3 for ex in test) and all(isinstance(reference(ex), str) for ex in train)
     first = json.loads((folder / "dialogsum.test.jsonl").read_text("utf-8").splitlines()[0])
     assert reference(test[0]) == [first["summary1"], first["summary2"], first["summary3"]]
+
+
+def test_plain_text_general_corpus_is_checked_for_contamination_as_the_suite_reads_it(tmp_path):
+    from harness.data.hygiene import contamination
+    from harness.data.report import eval_sets
+
+    shared = "the quick brown fox jumps over the lazy dog near the river bank at dawn today"
+    (tmp_path / "wiki.test.tokens").write_text(f" \n = Title = \n \n {shared} \n \n another paragraph \n",
+                                               encoding="utf-8")
+    write(tmp_path / "train.jsonl", [{"instruction": "Copy.", "output": shared}] + [
+        {"instruction": f"Say {i}.", "output": f"{i}"} for i in range(9)])
+    data = DataSpec(path=str(tmp_path / "train.jsonl"))
+    sets = eval_sets(data, EvalSpec(suites=["perplexity"], general_text="wiki.test.tokens"), tmp_path)
+    assert [text for _, text in sets["general"]] == ["= Title =", shared, "another paragraph"]
+    train = [ex["messages"][-1]["content"] for ex in load_split(data, tmp_path, "train")]
+    found = contamination(train, {"general": sets["general"]}, 13)
+    assert [c["text"] for c in found["general"]["contaminated"]] == [shared]
