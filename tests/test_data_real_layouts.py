@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from harness.config import DataSpec, EvalSpec
 from harness.data import load_split, reference
+from harness.data.formats import example_text
 from harness.evals.formats import FormatError
 from harness.evals.task import score
 
@@ -34,6 +35,7 @@ def test_listed_output_columns_train_on_the_first_and_score_against_all(tmp_path
     assert train[0]["messages"][-2] == {"role": "user", "content": "Summarize the dialogue.\n\nA: hi 0\nB: bye"}
     assert reference(train[0]) == "They greet 0."
     assert test[0]["messages"][-1]["content"] == "They agree to lunch."  # the first present one
+    assert example_text(test[0]) == "A: lunch?\nB: yes\nThey agree to lunch."  # no shared instruction to collide
     refs = reference(test[0])
     assert refs == ["They agree to lunch.", "A invites B to lunch.", "B accepts lunch."]
     scores = score(["A invites B to lunch.", "Nothing here."], [refs, refs], ["rouge", "exact_match"])

@@ -112,12 +112,21 @@ def to_example(row: Row, fmt: str, columns: dict[str, str | list[str]], instruct
                                             {"role": "assistant", "content": _str(row, data, "completion")}]}
     else:
         ex = {"id": row.where, "messages": _alpaca(row, data)}
+        if instruction and "instruction" not in row.data:
+            ex["instruction"] = instruction  # the fixed one: not part of the row's own text (example_text)
     return {**ex, "references": references} if references and len(references) > 1 else ex
 
 
 def example_text(ex: dict) -> str:
-    """All the text of an example (what dedup and the contamination check compare)."""
-    return ex["text"] if "text" in ex else "\n".join(m["content"] for m in ex["messages"])
+    """All the text of an example (what dedup and the contamination check compare).
+
+    A fixed `data.instruction` is left out: every row shares it, so it would join any two rows
+    that open alike into a shared n-gram.
+    """
+    if "text" in ex:
+        return ex["text"]
+    text = "\n".join(m["content"] for m in ex["messages"])
+    return text.replace(ex["instruction"], "", 1).lstrip() if ex.get("instruction") else text
 
 
 def empty_reason(ex: dict) -> str | None:
