@@ -168,3 +168,21 @@ def test_unknown_zoo_name_exits_2_with_the_known_ones(capsys):
     assert main(["zoo", "fetch", "smollm2-135m"]) == 2
     err = capsys.readouterr().err
     assert "unknown zoo model 'smollm2-135m'" in err and "smollm2-135m-instruct" in err and "tiny-world" in err
+
+
+def test_real_suite_validates_offline_without_the_model():
+    """suites/smollm2-135m.yaml expands without fetching anything (its data paths are checked where they exist)."""
+    from conftest import REPO, SHARED_DATA
+
+    from harness.config import load_matrix
+    from harness.matrix import expand
+
+    path = REPO / "suites" / "smollm2-135m.yaml"
+    spec = load_matrix(path, check_paths=SHARED_DATA.is_dir())
+    cells = expand(spec, path.parent)
+    assert [c.label for c in cells] == ["base", "full lr=0.0001", "lora r=4 lr=0.001", "lora r=16 lr=0.001",
+                                        "lora r=64 lr=0.001", "qlora r=16 lr=0.001", "adapter size=16 lr=0.001",
+                                        "prefix num_virtual_tokens=16 lr=0.01", "bitfit lr=0.001"]
+    assert spec.models[0].id == "smollm2-135m-instruct" and spec.budget.tokens == 20000
+    assert spec.data.columns["output"] == ["summary", "summary1", "summary2", "summary3"]
+    assert [t.formulation for t in spec.eval.benchmarks.tasks] == ["cloze"]
