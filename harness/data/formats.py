@@ -112,7 +112,7 @@ def to_example(row: Row, fmt: str, columns: dict[str, str | list[str]], instruct
                                             {"role": "assistant", "content": _str(row, data, "completion")}]}
     else:
         ex = {"id": row.where, "messages": _alpaca(row, data)}
-        if instruction and "instruction" not in row.data:
+        if instruction and data["instruction"] == instruction:
             ex["instruction"] = instruction  # the fixed one: not part of the row's own text (example_text)
     return {**ex, "references": references} if references and len(references) > 1 else ex
 
