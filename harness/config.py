@@ -64,7 +64,9 @@ class DataSpec(_Spec):
     validation: Carve = None  # None: the source's own "validation" split, else 10% carved from train
     test: Carve = None  # None: the source's own "test" split, else 10% carved from train
     format: Literal["auto", "alpaca", "prompt_completion", "chat", "text"] = "auto"  # auto: from the keys
-    columns: dict[str, str] = Field(default_factory=dict)  # our field -> your column, e.g. {output: summary}
+    columns: dict[str, str | list[str]] = Field(default_factory=dict)  # our field -> your column, {output: summary}
+    # output may list columns: a row's first one present is trained on, all present are scored as references
+    instruction: str | None = None  # a fixed instruction for rows that hold only the input (alpaca layout)
     group: str | None = None  # column naming the group an item was drawn with (tiny world: person); see stats.py
     template: Literal["auto", "chat", "alpaca", "raw"] = "auto"  # auto: the tokenizer's chat template if any
     max_length: PositiveInt = 256  # tokens per example
@@ -81,6 +83,10 @@ class DataSpec(_Spec):
     def _one_source(self):
         if (self.path is None) == (self.hub is None):
             raise ValueError("give exactly one of data.path (a local file or folder) and data.hub (a hub id)")
+        if several := sorted(k for k, v in self.columns.items() if isinstance(v, list) and k != "output"):
+            raise ValueError(f"data.columns: only output may list several columns (its references), not {several}")
+        if any(v == [] for v in self.columns.values()):
+            raise ValueError("data.columns: a list of columns must name at least one")
         return self
 
 

@@ -1,9 +1,12 @@
-"""Load a base model and its tokenizer from a zoo name, a local folder or a hub id.
+"""Load a base model and its tokenizer from a zoo name, a local folder, a GGUF file or a hub id.
 
+A zoo model that is fetched (harness.catalog) is fetched and converted on first use, and a
+`.gguf` file is converted once into a plain folder cached by its hash (harness.convert).
 Safe by default: safetensors weights only, and remote code only when the matrix names
 `trust_remote_code: true` for that model.
 
     model, tok = load(ModelSpec(id="tiny-world"))
+    folder = prepare(ModelSpec(id="models/my-model.Q8_0.gguf"))   # converted once, then reused
 """
 
 from __future__ import annotations
@@ -13,15 +16,32 @@ from pathlib import Path
 import torch
 
 from harness.config import ModelSpec
-from harness.paths import resolve_model
+from harness.paths import GGUF, resolve_model
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def prepare(spec: ModelSpec, root: Path | None = None, progress=print) -> str:
+    """The folder (or hub id) to load the model from, fetching or converting it first where needed.
+
+    Raises harness.catalog.FetchError when a zoo model cannot be fetched.
+    """
+    from harness.catalog import ZOO_MODELS
+
+    if spec.id in ZOO_MODELS.names():
+        return str(ZOO_MODELS.get(spec.id).ensure(progress))
+    local = (root or Path.cwd()) / spec.id
+    if local.is_file() and local.suffix == GGUF:
+        from harness.convert import cached
+
+        return str(cached(local, progress))
+    return resolve_model(spec.id, root)
 
 
 def load(spec: ModelSpec, root: Path | None = None, quantization_config=None):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    where = resolve_model(spec.id, root)
+    where = prepare(spec, root)
     try:
         tok = AutoTokenizer.from_pretrained(where, trust_remote_code=spec.trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(

@@ -63,11 +63,14 @@ def _read(spec: DataSpec, root: Path, split: str) -> tuple[list, list[str]] | No
 
 def _examples(spec: DataSpec, rows, skipped: list[str], dropped: dict) -> list[dict]:
     """Rows checked into examples; the layout is told once, from the first row, so later rows are held to it."""
-    fmt = spec.format if spec.format != "auto" or not rows else detect(rows[0].data, spec.columns) or "auto"
+    fixed = {"instruction": spec.instruction} if spec.instruction else {}
+    fmt = spec.format
+    if fmt == "auto" and rows:
+        fmt = detect({**fixed, **rows[0].data}, spec.columns) or "auto"
     out = []
     for row in rows:
         try:
-            ex = to_example(row, fmt, spec.columns)
+            ex = to_example(row, fmt, spec.columns, spec.instruction)
             if spec.group:  # items of one group are resampled together by the intervals
                 if row.data.get(spec.group) in (None, ""):
                     raise FormatError(f"{row.where}: no value in the group column {spec.group!r} (data.group)")

@@ -24,7 +24,7 @@ ROLES = {"system": "system", "user": "user", "assistant": "assistant",  # ShareG
          "human": "user", "gpt": "assistant"}
 
 
-def detect(keys, columns: dict[str, str]) -> str:
+def detect(keys, columns: dict) -> str:
     mapped = set(keys) | set(columns)
     if "conversations" in mapped:
         mapped.add("messages")
@@ -79,14 +79,24 @@ def _alpaca(row: Row, data: dict) -> list[dict]:
                        {"role": "assistant", "content": _str(row, data, "output")}]
 
 
-def to_example(row: Row, fmt: str, columns: dict[str, str]) -> dict:
-    """The example for one row; FormatError names the row's file and line and what is wrong."""
-    data = dict(row.data)
+def to_example(row: Row, fmt: str, columns: dict[str, str | list[str]], instruction: str | None = None) -> dict:
+    """The example for one row; FormatError names the row's file and line and what is wrong.
+
+    `columns` may map output to several columns (DialogSum's summary1..3): the first one the
+    row has is the answer trained on, and every one it has is a reference it is scored against.
+    `instruction` is put in for rows that have none (a task whose rows hold only the input).
+    """
+    data = {"instruction": instruction, **row.data} if instruction else dict(row.data)
+    references = None
     for ours, theirs in columns.items():
-        if theirs not in row.data:
-            raise FormatError(f"{row.where}: column {theirs!r} (mapped to {ours!r} by data.columns) is missing; "
-                              f"the row has {sorted(row.data)}")
-        data[ours] = row.data[theirs]
+        names = [theirs] if isinstance(theirs, str) else theirs
+        present = [n for n in names if n in row.data]
+        if not present:
+            raise FormatError(f"{row.where}: column {' or '.join(map(repr, names))} (mapped to {ours!r} by "
+                              f"data.columns) is missing; the row has {sorted(row.data)}")
+        data[ours] = row.data[present[0]]
+        if not isinstance(theirs, str):
+            references = [_str(row, row.data, n) for n in present]
     if fmt == "auto":
         fmt = detect(data, {})
         if not fmt:
@@ -96,16 +106,27 @@ def to_example(row: Row, fmt: str, columns: dict[str, str]) -> dict:
     if fmt == "text":
         return {"id": row.where, "text": _str(row, data, "text")}
     if fmt == "chat":
-        return {"id": row.where, "messages": _messages(row, data)}
-    if fmt == "prompt_completion":
-        return {"id": row.where, "messages": [{"role": "user", "content": _str(row, data, "prompt")},
-                                              {"role": "assistant", "content": _str(row, data, "completion")}]}
-    return {"id": row.where, "messages": _alpaca(row, data)}
+        ex = {"id": row.where, "messages": _messages(row, data)}
+    elif fmt == "prompt_completion":
+        ex = {"id": row.where, "messages": [{"role": "user", "content": _str(row, data, "prompt")},
+                                            {"role": "assistant", "content": _str(row, data, "completion")}]}
+    else:
+        ex = {"id": row.where, "messages": _alpaca(row, data)}
+        if instruction and data["instruction"] == instruction:
+            ex["instruction"] = instruction  # the fixed one: not part of the row's own text (example_text)
+    return {**ex, "references": references} if references and len(references) > 1 else ex
 
 
 def example_text(ex: dict) -> str:
-    """All the text of an example (what dedup and the contamination check compare)."""
-    return ex["text"] if "text" in ex else "\n".join(m["content"] for m in ex["messages"])
+    """All the text of an example (what dedup and the contamination check compare).
+
+    A fixed `data.instruction` is left out: every row shares it, so it would join any two rows
+    that open alike into a shared n-gram.
+    """
+    if "text" in ex:
+        return ex["text"]
+    text = "\n".join(m["content"] for m in ex["messages"])
+    return text.replace(ex["instruction"], "", 1).lstrip() if ex.get("instruction") else text
 
 
 def empty_reason(ex: dict) -> str | None:

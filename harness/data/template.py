@@ -17,10 +17,16 @@ from harness.data.native import FormatError
 IGNORE = -100  # label of tokens that carry no loss
 
 
-def bos_ids(tok) -> list[int]:
-    """The token every sequence starts with (BOS, or EOS for tokenizers that separate documents with it)."""
+def bos_ids(tok, text: str = "") -> list[int]:
+    """The token every sequence starts with (BOS, or EOS for tokenizers that separate documents with it).
+
+    None when `text` already starts with it: chat templates such as SmolLM2's (whose BOS is
+    `<|im_start|>`) or Llama 3's write it themselves, and a doubled one derails the model.
+    """
     bos = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
-    return [bos] if bos is not None else []
+    if bos is None or (text and text.startswith(tok.convert_ids_to_tokens(bos))):
+        return []
+    return [bos]
 
 
 def resolve(tok, template: str) -> str:
@@ -93,7 +99,7 @@ def scored_pair(tok, ex: dict, template: str = "auto", max_length: int | None = 
         return prompt, completion
     p = tok(prompt, add_special_tokens=False)["input_ids"]
     c = tok(completion, add_special_tokens=False)["input_ids"]
-    room = max_length - len(bos_ids(tok))
+    room = max_length - len(bos_ids(tok, prompt))
     if len(p) + len(c) <= room:
         return prompt, completion
     c = c[:room - 1]  # at least one context token, so the first answer token has something to follow
@@ -101,12 +107,12 @@ def scored_pair(tok, ex: dict, template: str = "auto", max_length: int | None = 
     return tok.decode(p), tok.decode(c)
 
 
-def reference(ex: dict) -> str:
-    """The answer a generated output is scored against (the last assistant message)."""
+def reference(ex: dict) -> str | list[str]:
+    """What a generated output is scored against: the last assistant message, or all of the row's references."""
     if "text" in ex:
         raise FormatError(f"{ex['id']}: text-format data has no answers to score; the task suite needs "
                           f"alpaca, prompt_completion or chat data")
-    return ex["messages"][-1]["content"]
+    return ex.get("references") or ex["messages"][-1]["content"]
 
 
 def chat_prompt(tok, instruction: str, input: str = "") -> str:
@@ -127,8 +133,10 @@ def encode(tok, ex: dict, max_length: int | None, template: str = "auto", trunca
     keeps everything. The first label is always IGNORE: nothing predicts the first token,
     and with packing it would otherwise be predicted from the previous example.
     """
-    ids, labels, part = list(bos_ids(tok)), [IGNORE] * len(bos_ids(tok)), []
-    for piece, answer in segments(tok, ex, template):
+    pieces = segments(tok, ex, template)
+    start = bos_ids(tok, pieces[0][0] if pieces else "")
+    ids, labels, part = list(start), [IGNORE] * len(start), []
+    for piece, answer in pieces:
         part = tok(piece, add_special_tokens=False)["input_ids"]
         ids += part
         labels += part if answer or loss_on == "all" else [IGNORE] * len(part)

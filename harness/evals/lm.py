@@ -23,7 +23,7 @@ def encode_pair(tok, context: str, continuation: str) -> tuple[list[int], list[i
         context = context[:-n_spaces]
     whole = tok(context + continuation, add_special_tokens=False)["input_ids"]
     ctx = tok(context, add_special_tokens=False)["input_ids"]
-    return bos_ids(tok) + whole[: len(ctx)], whole[len(ctx):]
+    return bos_ids(tok, context) + whole[: len(ctx)], whole[len(ctx):]
 
 
 @torch.no_grad()
@@ -62,7 +62,7 @@ def greedy(model, tok, prompts: list[str], max_new_tokens: int = 64, batch_size:
     eos_ids = [i for i in {tok.eos_token_id, tok.convert_tokens_to_ids("<|end|>")} if isinstance(i, int) and i >= 0]
     texts = []
     for i in range(0, len(prompts), batch_size):
-        encoded = [bos_ids(tok) + tok(p, add_special_tokens=False)["input_ids"] for p in prompts[i:i + batch_size]]
+        encoded = [bos_ids(tok, p) + tok(p, add_special_tokens=False)["input_ids"] for p in prompts[i:i + batch_size]]
         width = max(len(e) for e in encoded)
         pad = tok.pad_token_id if tok.pad_token_id is not None else 0
         ids = torch.tensor([[pad] * (width - len(e)) + e for e in encoded])  # left padding

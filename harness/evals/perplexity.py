@@ -39,7 +39,7 @@ def text_nll(model, tok, texts: list[str], max_length: int = 512,
         raise ValueError(f"perplexity stride must be at least 1 and below the window ({max_length} tokens), got {stride}")
     sums, counts = [], []
     for text in texts:
-        ids = bos_ids(tok) + tok(text, add_special_tokens=False)["input_ids"]
+        ids = bos_ids(tok, text) + tok(text, add_special_tokens=False)["input_ids"]
         total, prev_end = 0.0, 0
         for begin in range(0, len(ids), stride):  # the recipe of transformers' perplexity guide
             end = min(begin + max_length, len(ids))

@@ -68,7 +68,7 @@ def probe_logits(model, tok) -> torch.Tensor:
     device = next(model.parameters()).device
     out = []
     for text in _probe_chats(tok):
-        ids = torch.tensor([bos_ids(tok) + tok(text, add_special_tokens=False)["input_ids"]], device=device)
+        ids = torch.tensor([bos_ids(tok, text) + tok(text, add_special_tokens=False)["input_ids"]], device=device)
         out.append(model(input_ids=ids).logits[0, -ids.shape[1]:].float().cpu())
     return torch.cat(out)
 
