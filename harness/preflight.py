@@ -244,15 +244,15 @@ def _learning_rates(parts: dict, models: dict) -> list[str]:
     import strategies  # noqa: F401  (registers the built-ins)
     from strategies.base import STRATEGIES
 
-    sizes = {m: _parameters(loaded["config"]) for m, loaded in models.items()}
-    low, high = DEFAULTS_MEANT_FOR
-    far = {m: n for m, n in sizes.items() if n is not None and not low / FAR <= n <= high * FAR}
-    if not far:
+    defaults = [(i, entry) for i, entry in enumerate(parts["strategies"])
+                if not (entry.train and entry.train.learning_rate) and not parts["train"].learning_rate]
+    if not defaults:  # the matrix chose every rate: no model needs building
         return []
+    low, high = DEFAULTS_MEANT_FOR
+    sizes = {m: _parameters(loaded["config"]) for m, loaded in models.items()}
+    far = {m: n for m, n in sizes.items() if n is not None and not low / FAR <= n <= high * FAR}
     out = []
-    for i, entry in enumerate(parts["strategies"]):
-        if (entry.train and entry.train.learning_rate) or parts["train"].learning_rate:
-            continue  # the matrix chose a rate
+    for i, entry in defaults:
         try:
             lr = STRATEGIES.get(entry.name).defaults.learning_rate
         except KeyError:

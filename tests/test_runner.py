@@ -85,19 +85,27 @@ def test_matrix_runs_and_every_result_is_complete(matrix, tmp_path):
 
 
 @pytest.mark.slow
-def test_a_crashing_cell_is_recorded_and_the_matrix_goes_on(matrix, tmp_path):
+def test_data_no_cell_can_train_on_stops_the_run_before_any_cell(matrix, tmp_path, capsys):
     train = tmp_path / "record" / "train.jsonl"
-    lines = train.read_text().splitlines()  # every training row too long: training cells crash, base does not
+    lines = train.read_text().splitlines()  # every training row too long for max_length (truncation: drop)
     train.write_text("\n".join(json.dumps({**json.loads(x), "input": "word " * 300}) for x in lines) + "\n")
     out = tmp_path / "results"
+    assert main(["run", "--matrix", str(matrix), "--out", str(out)]) == 2
+    assert "no training examples left" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_a_crashing_cell_is_recorded_and_the_matrix_goes_on(matrix, tmp_path):
+    out = tmp_path / "results"
+    (out / "data_report.json").mkdir(parents=True)  # a failure only training cells meet, after preflight
     assert main(["run", "--matrix", str(matrix), "--out", str(out)]) == 1  # isolated child processes
     results = {r["label"]: r for r in store.load_all(out)}
     assert results["base"]["status"] == "ok"
     for label in ("full", "lora r=4"):
         assert results[label]["status"] == "failed"
-        assert "no training examples left" in results[label]["reason"]
+        assert "IsADirectoryError" in results[label]["reason"]
     assert "failed" in (out / "LEADERBOARD.md").read_text()
-    train.write_text("\n".join(lines) + "\n")  # fixed data: the next run retries only the failed cells
+    (out / "data_report.json").rmdir()  # fixed: the next run retries only the failed cells
     assert main(["run", "--matrix", str(matrix), "--out", str(out), "--in-process"]) == 0
     assert {r["status"] for r in store.load_all(out)} == {"ok"}
     assert json.loads((out / "cells" / f"{results['base']['id']}.json").read_text()) == results["base"]
