@@ -1,4 +1,4 @@
-"""Read a user's text file strictly: UTF-8 (a BOM allowed), or an error naming the file, the line and the encoding seen.
+"""Read a user's text file strictly: UTF-8 (a BOM allowed), or an error naming the file, line and encoding seen.
 
 Every reader of data, benchmark and safety files goes through `read_text`, so an empty,
 whitespace-only, binary, UTF-16 or Latin-1 file is one clear FormatError, never a traceback

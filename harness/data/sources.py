@@ -76,7 +76,7 @@ def _csv(path: Path, skip_bad: bool) -> tuple[list[Row], list[str]]:
         if len(fields) != len(names):
             _bad(f"{path}:{line}: {len(fields)} fields, the header has {len(names)}", skip_bad, skipped)
             continue
-        rows.append(Row(f"{path}:{line}", dict(zip(names, fields))))
+        rows.append(Row(f"{path}:{line}", dict(zip(names, fields, strict=True))))
     return rows, skipped
 
 

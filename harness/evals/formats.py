@@ -19,7 +19,6 @@ from pathlib import Path
 from harness.textfile import FormatError, read_text
 
 
-
 @dataclass(frozen=True)
 class MCItem:
     subject: str
@@ -134,7 +133,7 @@ def read_prompts_csv(path: Path, column: str, where: dict[str, str] | None = Non
     names, rows = csv_rows(path, header=True)
     if missing := sorted({column, *(where or {})} - set(names)):
         raise FormatError(f"{path}:1: header lacks {missing}")
-    records = [dict(zip(names, r)) for _, r in rows]
+    records = [dict(zip(names, r, strict=True)) for _, r in rows]
     return [r[column] for r in records if all(r[k] == v for k, v in (where or {}).items())]
 
 
