@@ -157,7 +157,8 @@ def _read_cell(path: Path) -> tuple[dict | None, Damage | None]:
         return None, Damage("not-a-cell", f"{path}: a JSON {type(result).__name__}, not a cell result object")
     missing = [k for k in ("id", "cell", "status") if k not in result]
     if missing or not isinstance(result["cell"], dict) or "strategy" not in result["cell"]:
-        return None, Damage("not-a-cell", f"{path}: not a cell result (missing {', '.join(missing) or 'cell.strategy'})")
+        what = ", ".join(missing) or "cell.strategy"
+        return None, Damage("not-a-cell", f"{path}: not a cell result (missing {what})")
     if result["id"] != path.stem:
         return None, Damage("not-a-cell", f"{path}: holds the result of cell {result['id']!r}, not {path.stem!r}")
     if result["status"] not in STATUSES:

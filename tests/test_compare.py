@@ -150,3 +150,72 @@ def test_items_with_no_id_in_common_are_refused_and_old_files_pair_by_position(t
     assert main(["compare", str(a), str(old)]) == 0
     assert "no item ids on one side (items written before ids were stored): paired by position" in (
         capsys.readouterr().out)
+def _set_metric(d, label: str, name: str, value) -> None:
+    """Rewrite one stored metric value and re-save the cell (a fresh checksum: a result that says so, not damage)."""
+    from harness import store
+
+    r = next(r for r in store.load_all(d) if r["label"] == label)
+    if value == "drop":  # a candidate matrix that no longer runs the task suite: its results are intact
+        del r["metrics"][name]
+        r["cell"]["eval"]["suites"] = ["perplexity"]
+    else:
+        r["metrics"][name]["value"] = value
+    store.save(d, r, store.load_items(d, r["id"]))
+
+
+@pytest.mark.parametrize("case", ["missing_cell", "missing_metric", "nan_metric", "null_metric"])
+def test_a_candidate_without_a_usable_result_fails_closed_with_exit_1(baseline, tmp_path, capsys, case):
+    cand = tmp_path / "cand"
+    _matrix(cand, "m2", binary(0.8, N, 1))
+    if case == "missing_cell":
+        from harness import store
+
+        lora = next(r for r in store.load_all(cand) if r["label"] == "lora r=4")
+        store.cell_file(cand, lora["id"]).unlink()
+        store.items_file(cand, lora["id"]).unlink()
+    else:
+        _set_metric(cand, "lora r=4", "task_exact_match",
+                    {"missing_metric": "drop", "nan_metric": float("nan"), "null_metric": None}[case])
+    assert main(["compare", str(baseline), str(cand)]) == 1
+    out = capsys.readouterr().out
+    row = next([c.strip() for c in line.split("|")[1:-1]] for line in out.splitlines()
+               if line.startswith("| lora r=4") and "regressed" in line)
+    em = ["task_exact_match", "0.813"]  # the baseline's value, then what the candidate has
+    expected = {"missing_cell": ["(cell)", "ok", "missing"], "missing_metric": [*em, "missing"],
+                "nan_metric": [*em, "nan"], "null_metric": [*em, "None"]}
+    assert row[1:4] == expected[case] and row[-1] == "regressed", row
+    assert out.rstrip().endswith("**gate: FAIL (exit 1): 1 regression(s)**")
+
+
+@pytest.mark.parametrize("case", ["baseline_nan", "baseline_null", "baseline_without_metrics"])
+def test_a_baseline_that_cannot_be_the_reference_is_an_input_error(baseline, tmp_path, capsys, case):
+    cand = tmp_path / "cand"
+    _matrix(cand, "m2", binary(0.8, N, 1))
+    if case == "baseline_without_metrics":
+        from harness import store
+
+        for r in store.load_all(baseline):
+            store.save(baseline, {**r, "metrics": {}, "cell": {**r["cell"], "eval": {"suites": []}}},
+                       store.load_items(baseline, r["id"]))
+    else:
+        _set_metric(baseline, "base", "ppl_general", float("nan") if case == "baseline_nan" else None)
+    assert main(["compare", str(baseline), str(cand)]) == 2
+    err = capsys.readouterr().err
+    assert f"{baseline}/cells/" in err and "Traceback" not in err
+    assert ("is ok but has no metrics to compare against" if case == "baseline_without_metrics"
+            else "baseline metric ppl_general of `base` is") in err
+
+
+@pytest.mark.parametrize("tolerance", ["nan", "inf", "-inf", "ppl_general=nan", "task_exact_match=inf"])
+def test_a_non_finite_tolerance_is_an_input_error(baseline, tmp_path, capsys, tolerance):
+    cand = tmp_path / "cand"
+    _matrix(cand, "m2", binary(0.8, N, 1))
+    assert main(["compare", str(baseline), str(cand), f"--tolerance={tolerance}"]) == 2
+    assert f"--tolerance '{tolerance}': must be a finite number, not negative (input error)" in capsys.readouterr().err
+
+
+def test_a_pass_says_so(baseline, tmp_path, capsys):
+    cand = tmp_path / "cand"
+    _matrix(cand, "m2", binary(0.8, N, 1))
+    assert main(["compare", str(baseline), str(cand)]) == 0
+    assert capsys.readouterr().out.rstrip().endswith("**gate: pass (exit 0)**")

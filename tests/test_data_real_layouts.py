@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from harness.config import DataSpec, EvalSpec
 from harness.data import load_split, reference
 from harness.data.formats import example_text
-from harness.evals.formats import FormatError
+from harness.data.native import FormatError
 from harness.evals.task import score
 
 OUTPUT = ["summary", "summary1", "summary2", "summary3"]

@@ -17,7 +17,7 @@ from fake_results import binary, ppl_items, save_cell
 
 from harness import store
 from harness.cli import main
-from harness.evals.formats import read_prompts_csv
+from harness.data.native import read_prompts_csv
 from harness.report import evidence
 from harness.report.frame import load_results, summarize
 from harness.report.headline import headline

@@ -135,19 +135,35 @@ def _pool(spec_json: str, root: str, stamp: str) -> tuple[dict[str, list[dict]],
     train, dups = dedup(splits["train"], spec.dedup)
     dropped.update({k: v for k, v in dups.items() if v})
     carved = [s for s in ("test", "validation") if s not in splits]
+    source = spec.hub or str(_local(spec.path, Path(root)))
+    if not train:
+        raise FormatError(f"{source}: no training rows left ({_accounting(report, dropped, skipped)})")
     for split in carved:  # held out in content-hash order; what stays keeps its file order
         size = _carve_size(getattr(spec, split), len(train), split)
         if size >= len(train):
-            raise FormatError(f"data.{split}: carving {size} rows leaves no training data ({len(train)} rows)")
+            raise FormatError(f"data.{split}: carving {size} rows from {source} leaves no training data: "
+                              f"{_accounting(report, dropped, skipped)}, {len(train)} left for training; give "
+                              f"data.{split} a file, or use a training set with more distinct rows")
         splits[split] = _order(train)[:size]
         train = _without(train, splits[split])
     if spec.samples and spec.samples < len(train):
-        train = _without(train, _order(train)[spec.samples:])
+        dropped["over_samples"] = [{"id": ex["id"]} for ex in _order(train)[spec.samples:]]
+        train = _without(train, dropped["over_samples"])
     splits["train"] = train
+    kept = sum(len(v) for v in splits.values()) + sum(len(v) for v in dropped.values())
+    if kept != report["rows_read"]:  # every row is in a split or dropped with a reason, never lost
+        raise RuntimeError(f"{source}: {report['rows_read']} rows read but {kept} accounted for (a harness bug)")
     report.update(dropped={k: len(v) for k, v in dropped.items()},
                   dropped_examples={k: v[:20] for k, v in dropped.items()},
                   carved=carved, splits={s: len(splits[s]) for s in SPLITS})
     return splits, report, digest.hexdigest()
+
+
+def _accounting(report: dict, dropped: dict, skipped: list[str]) -> str:
+    """`40 rows read, 39 dropped as duplicate exact, 2 malformed rows skipped`: what became of the rows."""
+    parts = [f"{report['rows_read']} rows read"]
+    parts += [f"{len(v)} dropped as {k.replace('_', ' ')}" for k, v in dropped.items() if v]
+    return ", ".join(parts + ([f"{len(skipped)} malformed rows skipped"] if skipped else []))
 
 
 def _spec_json(spec: DataSpec) -> str:
@@ -202,7 +218,8 @@ def train_examples(spec: DataSpec, tok, root: Path, cache_dir: Path | None = Non
             encode(tok, ex, None, spec.template, spec.truncation, spec.loss_on)["input_ids"]) > spec.max_length
         examples.append(enc)
     if not examples:
-        raise FormatError(f"data: no training examples left after hygiene ({json.dumps(report['dropped'])}, "
+        source = spec.hub or str(_local(spec.path, Path(root)))
+        raise FormatError(f"{source}: no training examples left after hygiene ({json.dumps(report['dropped'])}, "
                           f"{len(overlong)} longer than max_length {spec.max_length})")
     tokenized = {"examples": len(examples), "dropped_overlong": len(overlong), "overlong_examples": overlong[:20],
                  "truncated": int(truncated), "tokens": sum(len(e["input_ids"]) for e in examples),

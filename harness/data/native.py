@@ -1,7 +1,8 @@
 """Readers for benchmark files in their native layouts (MMLU, C-Eval, GSM8K, AdvBench, XSTest).
 
 The tiny world writes these layouts and the real datasets ship in them, so one reader
-serves both. A malformed file raises `FormatError` naming the file and the line.
+serves both. A malformed file raises `FormatError` naming the file and the line; every file is
+read as UTF-8 through harness.textfile (an empty, binary or otherwise encoded file is named).
 
     items = read_mmlu(Path("data/mmlu"), split="test")      # [MCItem(...), ...]
 """
@@ -9,14 +10,13 @@ serves both. A malformed file raises `FormatError` naming the file and the line.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
-
-class FormatError(ValueError):
-    """A benchmark file does not have the layout its reader expects."""
+from harness.textfile import FormatError, read_text
 
 
 @dataclass(frozen=True)
@@ -33,9 +33,34 @@ class GenItem:
     reference: str
 
 
-def _mc_rows(path: Path, rows, subject: str, first: int) -> list[MCItem]:
+def csv_rows(path: Path, header: bool, check_width: bool = True) -> tuple[list[str] | None, list[tuple[int, list]]]:
+    """(header, [(line, fields)]) of a UTF-8 CSV; a row whose field count differs from the header's is an error
+    (unless `check_width` is off: the caller counts such rows itself)."""
+    reader = csv.reader(io.StringIO(read_text(path), newline=""))
+    rows, line = [], 1
+    try:
+        for fields in reader:
+            if fields:  # csv gives [] for a blank line
+                rows.append((line, fields))
+            line = reader.line_num + 1  # a quoted field may span lines
+    except csv.Error as e:
+        raise FormatError(f"{path}:{reader.line_num}: not valid CSV ({e})") from None
+    if not header:
+        return None, rows
+    if not rows:
+        raise FormatError(f"{path}: no header row")
+    (_, names), rows = rows[0], rows[1:]
+    if dupes := sorted({n for n in names if names.count(n) > 1}):
+        raise FormatError(f"{path}:1: the header names column(s) {dupes} more than once")
+    for n, fields in rows if check_width else ():
+        if len(fields) != len(names):
+            raise FormatError(f"{path}:{n}: {len(fields)} fields, the header has {len(names)} ({', '.join(names)})")
+    return names, rows
+
+
+def _mc_rows(path: Path, rows, subject: str) -> list[MCItem]:
     items = []
-    for n, row in enumerate(rows, start=first):
+    for n, row in rows:
         if len(row) < 6 or row[5].strip() not in ("A", "B", "C", "D"):
             raise FormatError(f"{path}:{n}: expected question,A,B,C,D,answer with answer in A-D, got {row!r:.120}")
         items.append(MCItem(subject, row[0], tuple(row[1:5]), "ABCD".index(row[5].strip())))
@@ -54,8 +79,7 @@ def read_mmlu(root: Path, split: str = "test") -> list[MCItem]:
     """MMLU: `<root>/<split>/<subject>_<split>.csv`, no header, rows question,A,B,C,D,answer."""
     items = []
     for path, subject in _subject_files(root, split, "MMLU"):
-        with path.open(encoding="utf-8", newline="") as f:
-            items += _mc_rows(path, csv.reader(f), subject, 1)
+        items += _mc_rows(path, csv_rows(path, header=False)[1], subject)
     return items
 
 
@@ -63,49 +87,54 @@ def read_ceval(root: Path, split: str = "val") -> list[MCItem]:
     """C-Eval: `<root>/<split>/<subject>_<split>.csv` with header id,question,A,B,C,D,answer[,explanation]."""
     items = []
     for path, subject in _subject_files(root, split, "C-Eval"):
-        with path.open(encoding="utf-8", newline="") as f:
-            reader = csv.DictReader(f)
-            missing = {"question", "A", "B", "C", "D", "answer"} - set(reader.fieldnames or [])
-            if missing:
-                raise FormatError(f"{path}:1: header lacks {sorted(missing)} (C-Eval layout expected)")
-            rows = [[r["question"], r["A"], r["B"], r["C"], r["D"], r["answer"]] for r in reader]
-            items += _mc_rows(path, rows, subject, 2)
+        names, rows = csv_rows(path, header=True)
+        if missing := sorted({"question", "A", "B", "C", "D", "answer"} - set(names)):
+            raise FormatError(f"{path}:1: header lacks {missing} (C-Eval layout expected)")
+        pick = [names.index(k) for k in ("question", "A", "B", "C", "D", "answer")]
+        items += _mc_rows(path, [(n, [r[i] for i in pick]) for n, r in rows], subject)
     return items
 
 
-def read_jsonl(path: Path, required: tuple[str, ...]) -> list[dict]:
+def jsonl_objects(path: Path, required: tuple[str, ...] = ()) -> list[tuple[int, dict]]:
+    """(line, object) for every non-blank line of a UTF-8 JSON Lines file; each line must be one JSON object."""
     rows = []
-    with Path(path).open(encoding="utf-8") as f:
-        for n, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise FormatError(f"{path}:{n}: not valid JSON ({e.msg})") from None
-            if missing := [k for k in required if k not in row]:
-                raise FormatError(f"{path}:{n}: missing key(s) {missing}")
-            rows.append(row)
+    for n, line in enumerate(read_text(path).split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise FormatError(f"{path}:{n}: not valid JSON ({e.msg})") from None
+        except RecursionError:
+            raise FormatError(f"{path}:{n}: JSON nested too deeply to read") from None
+        if not isinstance(row, dict):
+            raise FormatError(f"{path}:{n}: expected a JSON object, got {type(row).__name__}")
+        if missing := [k for k in required if k not in row]:
+            raise FormatError(f"{path}:{n}: missing key(s) {missing}")
+        rows.append((n, row))
     return rows
+
+
+def read_jsonl(path: Path, required: tuple[str, ...]) -> list[dict]:
+    return [row for _, row in jsonl_objects(path, required)]
 
 
 def read_gsm8k(path: Path) -> list[GenItem]:
     """GSM8K JSONL: {question, answer}; the answer's last line is `#### <number>`."""
-    rows = read_jsonl(path, ("question", "answer"))
-    for n, r in enumerate(rows, start=1):
-        if "####" not in r["answer"]:
+    rows = jsonl_objects(path, ("question", "answer"))
+    for n, r in rows:
+        if not isinstance(r["answer"], str) or "####" not in r["answer"]:
             raise FormatError(f"{path}:{n}: answer has no '#### <number>' line")
-    return [GenItem(r["question"], r["answer"].split("####")[-1].strip().replace(",", "")) for r in rows]
+    return [GenItem(r["question"], r["answer"].split("####")[-1].strip().replace(",", "")) for _, r in rows]
 
 
 def read_prompts_csv(path: Path, column: str, where: dict[str, str] | None = None) -> list[str]:
     """One column of a prompt CSV (AdvBench `goal`, XSTest `prompt`), optionally filtered."""
-    with Path(path).open(encoding="utf-8", newline="") as f:
-        reader = csv.DictReader(f)
-        needed = {column, *(where or {})}
-        if missing := needed - set(reader.fieldnames or []):
-            raise FormatError(f"{path}:1: header lacks {sorted(missing)}")
-        return [r[column] for r in reader if all(r[k] == v for k, v in (where or {}).items())]
+    names, rows = csv_rows(path, header=True)
+    if missing := sorted({column, *(where or {})} - set(names)):
+        raise FormatError(f"{path}:1: header lacks {missing}")
+    records = [dict(zip(names, r, strict=True)) for _, r in rows]
+    return [r[column] for r in records if all(r[k] == v for k, v in (where or {}).items())]
 
 
 def spread(items: list, limit: int | None) -> list:
@@ -123,7 +152,7 @@ def read_documents(path: Path) -> list[str]:
     if path.suffix == ".jsonl":
         docs = [r["text"] for r in read_jsonl(path, ("text",))]
     else:
-        docs = [d.strip() for d in re.split(r"\n[ \t]*\n", path.read_text(encoding="utf-8"))]  # blank lines
+        docs = [d.strip() for d in re.split(r"\n[ \t]*\n", read_text(path))]  # blank lines
     docs = [d for d in docs if d.strip()]
     if not docs:
         raise FormatError(f"{path}:1: no non-empty documents")

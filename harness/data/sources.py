@@ -10,12 +10,13 @@ the caller asked to skip them; skipped rows are returned as messages so they can
 
 from __future__ import annotations
 
-import csv
 import json
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.data.native import FormatError
+from harness.data.native import FormatError, csv_rows
+from harness.textfile import read_text
 
 SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
 
@@ -35,57 +36,85 @@ def split_file(folder: Path, stem: str) -> Path | None:
 
 
 def read_rows(path: Path, skip_bad: bool) -> tuple[list[Row], list[str]]:
-    """Rows of one local file, by its suffix; (rows, messages about the rows skipped)."""
+    """Rows of one local file, by its suffix; (rows, messages about the rows skipped).
+
+    Each row's `where` is unique in the file: `file:line`, or `file:line:column` where one line
+    holds several objects (a JSON array written on one line). A file that holds no rows, is not
+    UTF-8 text, or is not readable in its format is a FormatError naming it.
+    """
     path = Path(path)
     if not path.is_file():
         raise FormatError(f"{path}: no such data file")
     suffix = path.suffix.lower()
-    if suffix == ".jsonl":
-        return _jsonl(path, skip_bad)
-    if suffix == ".json":
-        text = path.read_text(encoding="utf-8")
-        return (_json_array(path, text), []) if text.lstrip().startswith("[") else _jsonl(path, skip_bad)
-    if suffix == ".csv":
-        with path.open(encoding="utf-8", newline="") as f:
-            reader = csv.DictReader(f)
-            rows, line = [], 2
-            for r in reader:
-                rows.append(Row(f"{path}:{line}", dict(r)))
-                line = reader.line_num + 1  # a quoted field may span lines
-            return rows, []
     if suffix == ".parquet":
-        import pandas as pd
+        rows, skipped = _parquet(path), []
+    elif suffix in (".jsonl", ".json"):
+        text = read_text(path)
+        rows, skipped = (_json_array(path, text), []) if suffix == ".json" and text.lstrip().startswith("[") \
+            else _jsonl(path, text, skip_bad)
+    elif suffix == ".csv":
+        rows, skipped = _csv(path, skip_bad)
+    else:
+        raise FormatError(f"{path}: unsupported data file type {suffix!r} (expected one of {', '.join(SUFFIXES)})")
+    if not rows:
+        raise FormatError(f"{path}: no rows" + (f"; all {len(skipped)} were malformed, e.g. {skipped[0]}"
+                                                if skipped else ""))
+    return rows, skipped
 
-        frame = pd.read_parquet(path)
-        return [Row(f"{path} row {i}", r) for i, r in enumerate(frame.to_dict(orient="records"))], []
-    raise FormatError(f"{path}: unsupported data file type {suffix!r} (expected one of {', '.join(SUFFIXES)})")
+
+def _bad(msg: str, skip_bad: bool, skipped: list[str]) -> None:
+    if not skip_bad:
+        raise FormatError(msg + "; fix the line or pass --skip-bad-rows")
+    skipped.append(msg)
 
 
-def _jsonl(path: Path, skip_bad: bool) -> tuple[list[Row], list[str]]:
+def _csv(path: Path, skip_bad: bool) -> tuple[list[Row], list[str]]:
+    """A CSV with a header row; a row with more or fewer fields than the header is malformed."""
+    names, records = csv_rows(path, header=True, check_width=False)
     rows, skipped = [], []
-    with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-                if not isinstance(obj, dict):
-                    raise ValueError(f"expected a JSON object per line, got {type(obj).__name__}")
-            except ValueError as e:
-                msg = f"{path}:{n}: not a valid JSON object ({getattr(e, 'msg', e)})"
-                if not skip_bad:
-                    raise FormatError(msg + "; fix the line or pass --skip-bad-rows") from None
-                skipped.append(msg)
-                continue
-            rows.append(Row(f"{path}:{n}", obj))
+    for line, fields in records:
+        if len(fields) != len(names):
+            _bad(f"{path}:{line}: {len(fields)} fields, the header has {len(names)}", skip_bad, skipped)
+            continue
+        rows.append(Row(f"{path}:{line}", dict(zip(names, fields, strict=True))))
+    return rows, skipped
+
+
+def _parquet(path: Path) -> list[Row]:
+    import pandas as pd
+
+    try:
+        frame = pd.read_parquet(path)
+    except Exception as e:  # pyarrow raises its own types for every kind of broken file
+        first = (str(e).splitlines() or [type(e).__name__])[0]
+        raise FormatError(f"{path}: not a readable parquet file ({first[:200]})") from None
+    return [Row(f"{path} row {i}", r) for i, r in enumerate(frame.to_dict(orient="records"))]
+
+
+def _jsonl(path: Path, text: str, skip_bad: bool) -> tuple[list[Row], list[str]]:
+    rows, skipped = [], []
+    for n, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+            if not isinstance(obj, dict):
+                raise ValueError(f"expected a JSON object per line, got {type(obj).__name__}")
+        except RecursionError:
+            _bad(f"{path}:{n}: JSON nested too deeply to read", skip_bad, skipped)
+            continue
+        except ValueError as e:
+            _bad(f"{path}:{n}: not a valid JSON object ({getattr(e, 'msg', e)})", skip_bad, skipped)
+            continue
+        rows.append(Row(f"{path}:{n}", obj))
     return rows, skipped
 
 
 def _json_array(path: Path, text: str) -> list[Row]:
-    """A JSON array of objects, each row tagged with the line its object starts on."""
+    """A JSON array of objects, each row tagged with where its object starts (line, and column if it shares one)."""
     dec = json.JSONDecoder()
     pos = text.index("[") + 1
-    rows = []
+    found = []
 
     def skip(p: int) -> int:
         while p < len(text) and text[p] in " \t\r\n,":
@@ -95,17 +124,21 @@ def _json_array(path: Path, text: str) -> list[Row]:
     pos = skip(pos)
     while pos < len(text) and text[pos] != "]":
         line = text.count("\n", 0, pos) + 1
+        column = pos - text.rfind("\n", 0, pos)
         try:
             obj, pos = dec.raw_decode(text, pos)
         except json.JSONDecodeError as e:  # one broken element breaks the array: no row can be skipped
             raise FormatError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
+        except RecursionError:
+            raise FormatError(f"{path}:{line}: JSON nested too deeply to read") from None
         if not isinstance(obj, dict):
             raise FormatError(f"{path}:{line}: expected an object per array element, got {type(obj).__name__}")
-        rows.append(Row(f"{path}:{line}", obj))
+        found.append((line, column, obj))
         pos = skip(pos)
     if pos >= len(text):
         raise FormatError(f"{path}:{text.count(chr(10)) + 1}: the JSON array is not closed with ']'")
-    return rows
+    per_line = Counter(line for line, _, _ in found)
+    return [Row(f"{path}:{line}" + (f":{column}" if per_line[line] > 1 else ""), obj) for line, column, obj in found]
 
 
 def read_hub(dataset: str, config: str | None, split: str) -> list[Row]:

@@ -8,7 +8,11 @@ table). Items that only one side scored are counted in a warning; no shared item
 the gate (exit 2): the two folders did not measure the same thing. A metric regressed when it is
 worse than the tolerance (in the metric's own units; with `relative`, a fraction of the baseline value)
 and its interval excludes zero; a difference within float noise (REL_NOISE, ABS_NOISE) never is.
-A cell that finished on the baseline and not on the candidate regressed too.
+The gate fails closed: a cell that finished on the baseline and is missing or not ok on the
+candidate, a baseline metric the candidate lacks, and a candidate metric that is null, NaN or has a
+non-finite interval are regressions (exit 1); a baseline that cannot serve as the reference (an ok
+cell without metrics, a null or NaN value) and a non-finite tolerance are input errors
+(ResultsError, exit 2). The report's last line says which verdict.
 
     report = compare(Path("results/qwen2.5"), Path("results/qwen3"), tolerance=0.01)
     print(report.markdown()); sys.exit(report.exit_code)    # 1 when anything regressed
@@ -17,12 +21,14 @@ A cell that finished on the baseline and not on the candidate regressed too.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
 from harness.evals.items import PairingError
+from harness import store
 from harness.evals.metrics import describe
 from harness.report import deltas
 from harness.report.frame import ResultsError, current_set, load_items, load_results
@@ -72,7 +78,19 @@ class Report:
             df = pd.DataFrame(sorted(self.rows, key=lambda r: ORDER.index(r["verdict"])))
             lines += [df.to_markdown(index=False, disable_numparse=True), ""]
         lines += [f"- warning: {w}" for w in self.warnings] + [f"- note: {n}" for n in self.notes]
-        return "\n".join(lines).rstrip() + "\n"
+        verdict = (f"**gate: FAIL (exit 1): {counts['regressed']} regression(s)**" if self.exit_code
+                   else "**gate: pass (exit 0)**")
+        return "\n".join(lines).rstrip() + "\n\n" + verdict + "\n"
+
+
+def _finite(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _failed_row(metric: str, baseline: str, candidate: str, why: str) -> dict:
+    """A row the gate counts as a regression without a difference to compute."""
+    return {"metric": metric, "baseline": baseline, "candidate": candidate, "Δ [95% CI]": why,
+            "items": "", "tolerance": "", "verdict": "regressed"}
 
 
 # Float noise: the same numbers summed in another order (a re-run, another BLAS or batch size) differ by ~1e-16
@@ -106,6 +124,10 @@ def _compare_metric(name: str, a: dict, b: dict, a_items: dict, b_items: dict, t
     m = describe(name)
     d = deltas.difference(_metric(a), _metric(b), deltas.seed_scores([a_items], name),
                           deltas.seed_scores([b_items], name))
+    if not all(_finite(d[k]) for k in ("delta", "lo", "hi")):  # a NaN interval would read as "indistinguishable"
+        return _failed_row(name, m.fmt.format(a["value"]), m.fmt.format(b["value"]),
+                           f"the difference or its interval is not finite ({d['delta']}, [{d['lo']}, {d['hi']}])"
+                           ), None
     worse_by = -d["delta"] if m.higher_is_better else d["delta"]
     signed = m.fmt.replace("{:", "{:+", 1)
     row = {"metric": name, "baseline": m.fmt.format(a["value"]), "candidate": m.fmt.format(b["value"]),
@@ -131,8 +153,17 @@ def compare(baseline: Path, candidate: Path, tolerance: float = 0.0, relative: b
     report = Report(Path(baseline), Path(candidate))
     report.notes += [f"{where}: {len(old)} older cell(s) of another version or config left out (the newest run's "
                      "set is compared)" for where, old in ((baseline, a_old), (candidate, b_old)) if old]
-    for side, cells, other in (("baseline", a_cells, b_cells), ("candidate", b_cells, a_cells)):
-        report.notes += [f"only in the {side}: `{r['label']}` ({r['id']})" for k, r in cells.items() if k not in other]
+    report.notes += [f"only in the candidate: `{r['label']}` ({r['id']})" for k, r in b_cells.items()
+                     if k not in a_cells]
+    for k, r in a_cells.items():
+        if k in b_cells:
+            continue
+        if r["status"] == "ok":  # the candidate lost a cell the baseline measured
+            why = f"no cell in the candidate pairs with {r['id']}"
+            report.rows.append({"cell": r.get("label") or r["cell"]["strategy"],
+                                **_failed_row("(cell)", "ok", "missing", why)})
+        else:
+            report.notes.append(f"only in the baseline: `{r['label']}` ({r['id']}, status {r['status']})")
     seen: set[str] = set()
     wide: dict[str, list] = {}  # metric -> [(half-width, items, tolerance)] where the set is too small
     pairing: dict[str, list[str]] = {}  # how items were paired, where not simply by matching ids -> where
@@ -144,19 +175,33 @@ def compare(baseline: Path, candidate: Path, tolerance: float = 0.0, relative: b
             report.notes.append(f"`{label}`: baseline status {a['status']}; nothing to compare against")
             continue
         if b["status"] != "ok":
-            report.rows.append({"cell": label, "metric": "(status)", "baseline": "ok", "candidate": b["status"],
-                                "Δ [95% CI]": (b.get("reason") or "")[:120], "items": "", "tolerance": "",
-                                "verdict": "regressed"})
+            why = (b.get("reason") or "")[:120]
+            report.rows.append({"cell": label, **_failed_row("(status)", "ok", b["status"], why)})
             continue
+        a_metrics, b_metrics = a.get("metrics") or {}, b.get("metrics") or {}
+        if not a_metrics:
+            raise ResultsError(f"{store.cell_file(baseline, a['id'])}: baseline cell `{label}` is ok but has no "
+                               "metrics to compare against")
         a_items, b_items = load_items(baseline, a["id"]), load_items(candidate, b["id"])
-        names = [n for n in (metrics or a["metrics"]) if n in a["metrics"] and n in b["metrics"]]
+        names = [n for n in (metrics or a_metrics) if n in a_metrics]
+        for name in names:
+            if not isinstance(a_metrics[name], dict) or not _finite(a_metrics[name].get("value")):
+                raise ResultsError(f"{store.cell_file(baseline, a['id'])}: baseline metric {name} of `{label}` is "
+                                   f"{a_metrics[name]!r}, not a number; it cannot serve as the reference")
         seen.update(names)
         for name in names:
+            m = b_metrics.get(name)
+            value = m.get("value") if isinstance(m, dict) else None
+            if name not in b_metrics or not _finite(value):
+                shown = "missing" if name not in b_metrics else str(value)
+                report.rows.append({"cell": label, **_failed_row(
+                    name, describe(name).fmt.format(a_metrics[name]["value"]), shown,
+                    "the candidate has no usable value for a metric the baseline measured")})
+                continue
             tol = (per_metric or {}).get(name, tolerance)
-            tol = tol * abs(a["metrics"][name]["value"]) if relative else tol
+            tol = tol * abs(a_metrics[name]["value"]) if relative else tol
             try:
-                row, power, note = _compare_metric(name, a["metrics"][name], b["metrics"][name], a_items, b_items,
-                                                   tol)
+                row, power, note = _compare_metric(name, a_metrics[name], b_metrics[name], a_items, b_items, tol)
             except PairingError as e:
                 raise ResultsError(f"{candidate}: `{label}` {name}: {e}; compare needs the same eval items on "
                                    "both sides") from None
@@ -185,8 +230,8 @@ def parse_tolerances(values: list[str] | None) -> tuple[float, dict[str, float]]
             x = float(number)
         except ValueError:
             raise ResultsError(f"--tolerance {value!r}: expected a number or METRIC=NUMBER") from None
-        if x < 0:
-            raise ResultsError(f"--tolerance {value!r}: must not be negative")
+        if not math.isfinite(x) or x < 0:
+            raise ResultsError(f"--tolerance {value!r}: must be a finite number, not negative (input error)")
         if name:
             per_metric[name] = x
         else:

@@ -78,7 +78,7 @@ def flips(ref_items: dict, cell_items: dict, metric: str) -> dict | None:
 def _task_texts(cell: dict) -> list[dict]:
     from harness.config import DataSpec
     from harness.data import load_split, reference
-    from harness.evals.formats import spread
+    from harness.data.native import spread
 
     rows = spread(load_split(DataSpec(**cell["data"]), Path(cell.get("root") or "."), "test"),
                   (cell.get("eval") or {}).get("limit"))
@@ -91,7 +91,7 @@ def _task_texts(cell: dict) -> list[dict]:
 
 
 def _safety_texts(cell: dict, name: str) -> list[dict]:
-    from harness.evals.formats import read_prompts_csv, spread
+    from harness.data.native import read_prompts_csv, spread
     from harness.paths import resolve_data
 
     root = resolve_data(cell["eval"]["safety"], Path(cell.get("root") or "."))
@@ -111,7 +111,7 @@ def _mc_text(it) -> dict:
 
 def _benchmark_texts(cell: dict, entry: dict) -> list[dict]:
     """Items in the benchmarks suite's order: subject (lm-eval subtask), then document, `limit` per subject."""
-    from harness.evals.formats import read_ceval, read_gsm8k, read_mmlu
+    from harness.data.native import read_ceval, read_gsm8k, read_mmlu
     from harness.paths import resolve_data
 
     if not entry.get("data"):
