@@ -46,6 +46,8 @@ def _answer(question: str, rows: list[dict], name: str, items: dict, among: str)
     if why := uninformative(rows, name):
         return f"- {head}: no best, {why}."
     best, peers = best_of(rows, name, items)
+    if len(rows) == 1:  # nothing to be best among
+        return f"- {head}: only {_cells(rows)} measured, at {_value(rows[0], name)}."
     text = f"- {head}: best {_cells(best)} at {_value(best[0], name)}"
     text += f"; indistinguishable from it: {_cells(peers)}" if peers else "; every other cell is significantly worse"
     return text + "."
@@ -68,7 +70,7 @@ def _forgetting(trained: list[dict], names: list[str], items: dict) -> list[str]
     best, _ = best_of(trained, name, items)
     if (d := best[0]["vs_base"].get(name)) and deltas.significant(d):
         f = describe(name).fmt
-        line += f" Even it moved from the base by {interval(d['delta'], d['lo'], d['hi'], f, signed=True)}."
+        line += f" It still differs from the base by {interval(d['delta'], d['lo'], d['hi'], f, signed=True)}."
     return [line]
 
 
