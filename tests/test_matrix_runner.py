@@ -181,6 +181,25 @@ def test_the_forgetting_objective_refuses_an_lr_over_the_ceiling():
     assert choose([{"tuning_loss": None}], "loss") is None
 
 
+def test_the_forgetting_objective_records_the_ceiling_and_keeps_to_it(tmp_path, tiny_model_dir):
+    general = tmp_path / "general.jsonl"
+    docs = [json.dumps({"text": f"Ada Holt lives in Rita and keeps a cat. {i}"}) for i in range(4)]
+    general.write_text("\n".join(docs))
+    path = write_matrix(tmp_path, tiny_model_dir, "[full]", extra=(
+        "tuning: {lr_multipliers: [0.1, 30.0], objective: loss_within_forgetting, max_general_ppl_increase: 0.5, "
+        f"general_text: {general}}}"))
+    assert main(["run", "--matrix", str(path), "--out", str(tmp_path / "out"), "--in-process"]) == 0
+    r = by_label(tmp_path / "out")["full"]
+    ceiling = r["usage"]["tuning_general_ppl_ceiling"]
+    assert ceiling == pytest.approx(1.5 * r["usage"]["tuning_base_general_ppl"])
+    trials = r["lr_trials"]
+    assert all(t["objective"] == "loss_within_forgetting" and t["within_ceiling"] == (t["general_ppl"] <= ceiling)
+               for t in trials)
+    within = [t for t in trials if t["within_ceiling"]]
+    best = min(within, key=lambda t: t["tuning_loss"]) if within else min(trials, key=lambda t: t["general_ppl"])
+    assert best["chosen"] and sum(t["chosen"] for t in trials) == 1
+
+
 def test_tuning_config_is_checked(tmp_path):
     from harness.config import ConfigError, load_matrix
 
