@@ -63,6 +63,7 @@ class DataSpec(_Spec):
     split: str = "train"  # the training split: hub split name, or file stem inside a folder
     validation: Carve = None  # None: the source's own "validation" split, else 10% carved from train
     test: Carve = None  # None: the source's own "test" split, else 10% carved from train
+    tuning: PositiveFloat | None = None  # the LR search's split: share/count of train (0.1 with `tuning:`)
     format: Literal["auto", "alpaca", "prompt_completion", "chat", "text"] = "auto"  # auto: from the keys
     columns: dict[str, str | list[str]] = Field(default_factory=dict)  # our field -> your column, {output: summary}
     # output may list columns: a row's first one present is trained on, all present are scored as references
@@ -192,9 +193,26 @@ class EvalSpec(_Spec):
 
 
 class TuningSpec(_Spec):
-    """A learning-rate sweep per strategy; each trial gets the full matrix budget, best validation loss wins."""
+    """A learning-rate sweep per strategy; each trial gets the full matrix budget and is scored on data.tuning.
+
+    objective `loss`: the lowest mean NLL per completion token of the tuning split wins.
+    `loss_within_forgetting`: the same, among trials whose perplexity on `general_text` (a corpus kept apart
+    from eval.general_text, which ppl_general reports) is at most (1 + max_general_ppl_increase) x the base
+    model's; when none is, the trial that forgets least.
+    """
 
     lr_multipliers: list[PositiveFloat] = Field(min_length=1, description="factors applied to each cell's LR")
+    objective: Literal["loss", "loss_within_forgetting"] = "loss"
+    max_general_ppl_increase: PositiveFloat | None = None  # 0.1: general PPL at most 10% above the base model's
+    general_text: str | None = None  # the forgetting objective's corpus (JSONL text or plain text)
+
+    @model_validator(mode="after")
+    def _forgetting_needs_a_ceiling(self):
+        if self.objective == "loss_within_forgetting" and (self.max_general_ppl_increase is None
+                                                            or self.general_text is None):
+            raise ValueError("objective loss_within_forgetting needs max_general_ppl_increase and general_text "
+                             "(a general corpus other than eval.general_text)")
+        return self
 
 
 def _folder_name(name: str) -> str:
@@ -235,6 +253,20 @@ class MatrixSpec(_Spec):
     eval: EvalSpec = EvalSpec()
     tuning: TuningSpec | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _tuning_split(cls, raw: Any) -> Any:
+        """A matrix that tunes carves its tuning split (10%) from train unless data.tuning says otherwise."""
+        if isinstance(raw, dict) and raw.get("tuning") and isinstance(raw.get("data"), dict):
+            raw = {**raw, "data": {"tuning": 0.1, **raw["data"]}}
+        return raw
+
+    @model_validator(mode="after")
+    def _tuning_apart(self):
+        t = self.tuning
+        if t and t.general_text and t.general_text == self.eval.general_text:
+            raise ValueError("tuning.general_text must differ from eval.general_text: ppl_general is reported")
+        return self
 
 NUMBER_ERRORS = ("int_type", "float_type", "int_parsing", "float_parsing")
 

@@ -130,7 +130,7 @@ def requirement_names(pyproject: Path = REPO / "pyproject.toml") -> list[str]:
 def constraints_text() -> str:
     """constraints.txt for the running environment: every requirement and `TRANSITIVE` at its installed version."""
     lines = ["# The versions the committed results were measured with: `pip install -c constraints.txt -e .`",
-             "# Written by `python -m harness.env > constraints.txt`; tests/test_env.py checks it covers pyproject.toml.",
+             "# Written by `python -m harness.env > constraints.txt`; tests/test_env.py checks it.",
              "# torch==X also accepts X's CUDA builds (X+cu128): install one first on a GPU machine and pip keeps it."]
     for name in dict.fromkeys(requirement_names() + [canonical(t) for t in TRANSITIVE]):
         if v := _version(name):

@@ -22,7 +22,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
-from harness.config import DataSpec, EvalSpec, MatrixSpec, ModelSpec, StrategyEntry, TrainSpec, format_errors
+from harness.config import (DataSpec, EvalSpec, MatrixSpec, ModelSpec, StrategyEntry, TrainSpec, TuningSpec,
+                            format_errors)
 from harness.env import VERSIONED
 
 BASE = "base"  # the untrained base model: every delta is measured against it
@@ -56,6 +57,7 @@ class Cell(BaseModel):
     seed: int
     eval: EvalSpec
     lr_multipliers: list[float] | None = None  # a tuning sweep: trials at learning_rate x each
+    tuning: TuningSpec | None = None  # how the sweep's trial is chosen (objective, forgetting ceiling)
     label: str = ""  # human name, e.g. "lora r=4"; not part of the id
     root: str = "."  # folder that relative paths in the cell are relative to; not part of the id
 
@@ -143,5 +145,5 @@ def expand(spec: MatrixSpec, root: Path) -> list[Cell]:
                 label = " ".join([entry.name] + [_show(k, v) for k, v in {**point, **overrides}.items()]
                                  + ([f"seed={seed}"] if len(spec.seeds) > 1 else []))
                 cells.append(Cell(model=model, strategy=entry.name, params=params, train=train, seed=seed,
-                                  label=label, lr_multipliers=tuning, **common))
+                                  label=label, lr_multipliers=tuning, tuning=spec.tuning, **common))
     return cells

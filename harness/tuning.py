@@ -1,12 +1,18 @@
-"""Fair tuning: train a cell at a few learning rates on the same budget and keep the best by validation loss.
+"""Fair tuning: train a cell at a few learning rates on the same budget and keep the one the objective picks.
 
 Each trial starts from a freshly loaded, freshly prepared model under the cell's seed, sees
 the same examples in the same order, and is scored by the mean NLL of the completion tokens
-of the data's validation split. The best trial's trained part is saved with the strategy's
-own `save` and loaded back when a later trial was worse, so the chosen model is the one
-evaluated. Every strategy of a matrix spends the same `tuning_tokens`.
+of the data's **tuning** split: carved from train by content hash, apart from the validation
+split that ppl_in_domain reports and the test split the task metrics report, so the selection
+never sees a reported number. The objective (`tuning.objective`) is `loss` (lowest tuning loss)
+or `loss_within_forgetting` (lowest tuning loss among trials whose perplexity on
+`tuning.general_text` stays within the ceiling over the base model's; none within it: the trial
+that forgets least). The chosen trial's trained part is saved with the strategy's own `save`
+and loaded back when a later trial was not chosen, so the chosen model is the one evaluated.
+Every strategy of a matrix spends the same `tuning_tokens`.
 
     model, usage, trials = fit(cell, strategy, params, model, tok, examples, reload_base, memory)
+    choose(trials, cell.tuning.objective, ceiling)   # the index of the chosen trial (chosen=True in trials)
 """
 
 from __future__ import annotations
@@ -22,16 +28,49 @@ from harness.budget import MemoryMonitor
 from harness.train import train
 
 
-def validation_loss(model, tok, cell) -> float:
-    """Mean NLL per completion token over the validation split."""
+def tuning_loss(model, tok, cell) -> float:
+    """Mean NLL per completion token over the tuning split."""
     from harness.data import load_split, scored_pair
     from harness.evals.perplexity import completion_nll
 
-    rows = load_split(cell.data, Path(cell.root), "validation")
+    rows = load_split(cell.data, Path(cell.root), "tuning")
     pairs = [scored_pair(tok, r, cell.data.template, cell.data.max_length) for r in rows]  # as ppl_in_domain scores
     model.eval()
     nll, counts = completion_nll(model, tok, pairs)
     return sum(nll) / max(1, sum(counts))
+
+
+def general_ppl(model, tok, cell) -> float:
+    """Perplexity of tuning.general_text (the forgetting objective's corpus), windows as eval.ppl_window."""
+    from harness.evals.formats import read_documents
+    from harness.evals.perplexity import text_nll, window
+    from harness.paths import resolve_data
+
+    docs = read_documents(resolve_data(cell.tuning.general_text, Path(cell.root)))
+    size, stride = window(model, cell.eval)
+    model.eval()
+    nll, counts = text_nll(model, tok, docs, max_length=size, stride=stride)
+    return math.exp(sum(nll) / max(1, sum(counts)))
+
+
+def choose(trials: list[dict], objective: str = "loss", ceiling: float | None = None) -> int | None:
+    """Index of the trial the objective picks (None: every trial diverged).
+
+    `loss`: the lowest finite tuning_loss. `loss_within_forgetting`: the lowest tuning_loss among trials
+    whose general_ppl is at most `ceiling`; when none is, the lowest general_ppl.
+    """
+    ok = [i for i, t in enumerate(trials) if t["tuning_loss"] is not None]
+    if objective == "loss_within_forgetting":
+        within = [i for i in ok if t_ppl(trials[i]) <= ceiling]
+        if not within:
+            return min(ok, key=lambda i: t_ppl(trials[i]), default=None)
+        ok = within
+    return min(ok, key=lambda i: trials[i]["tuning_loss"], default=None)
+
+
+def t_ppl(trial: dict) -> float:
+    ppl = trial.get("general_ppl")
+    return ppl if ppl is not None and math.isfinite(ppl) else math.inf
 
 
 def fit(cell, strategy, params, model, tok, examples: list[dict], reload_base: Callable, memory: MemoryMonitor,
@@ -44,8 +83,16 @@ def fit(cell, strategy, params, model, tok, examples: list[dict], reload_base: C
         return model, usage, None
     from transformers import set_seed
 
+    objective = cell.tuning.objective if cell.tuning else "loss"
+    forgetting = objective == "loss_within_forgetting"
+    base_ppl = ceiling = None
+    if forgetting:  # the untrained base's general perplexity sets the ceiling
+        base = reload_base()
+        base_ppl = general_ppl(base, tok, cell)
+        ceiling = base_ppl * (1 + cell.tuning.max_general_ppl_increase)
+        del base
     keep = Path(tempfile.mkdtemp(prefix="harness-trials-"))
-    trials, usages, best = [], [], None
+    trials, usages, kept = [], [], None
     try:
         for i, mult in enumerate(cell.lr_multipliers):
             lr = cell.train.learning_rate * mult
@@ -59,17 +106,20 @@ def fit(cell, strategy, params, model, tok, examples: list[dict], reload_base: C
             usage = train(model, tok, examples, spec, cell.budget, cell.seed, memory=memory,
                           progress_file=progress_file, trial=f"lr={lr:.3g} ({i + 1}/{len(cell.lr_multipliers)})", **train_kwargs)
             memory.stop()
-            val = validation_loss(model, tok, cell) if usage["stopped_by"] != "nan" else math.inf
-            val = val if math.isfinite(val) else None
-            trials.append({"learning_rate": lr, "multiplier": mult, "val_loss": val, "tokens": usage["tokens"],
+            loss = tuning_loss(model, tok, cell) if usage["stopped_by"] != "nan" else math.inf
+            loss = loss if math.isfinite(loss) else None
+            trials.append({"learning_rate": lr, "multiplier": mult, "tuning_loss": loss, "tokens": usage["tokens"],
                            "steps": usage["steps"], "seconds": usage["seconds"], "stopped_by": usage["stopped_by"],
-                           "loss_last": usage["loss_last"], "chosen": False})
+                           "loss_last": usage["loss_last"], "objective": objective, "chosen": False})
+            if forgetting:
+                trials[-1]["general_ppl"] = general_ppl(model, tok, cell) if loss is not None else None
+                trials[-1]["within_ceiling"] = t_ppl(trials[-1]) <= ceiling
             usages.append(usage)
-            if val is not None and (best is None or val < trials[best]["val_loss"]):
-                best = i
+            if choose(trials, objective, ceiling) == i:  # the best so far: keep its trained part
+                kept = i
                 shutil.rmtree(keep / "best", ignore_errors=True)
                 strategy.save(model, keep / "best")
-        chosen = best if best is not None else len(trials) - 1  # all diverged: report the last, as diverged
+        chosen = kept if kept is not None else len(trials) - 1  # all diverged: report the last, as diverged
         trials[chosen]["chosen"] = True
         if chosen != len(trials) - 1:
             del model
@@ -83,5 +133,8 @@ def fit(cell, strategy, params, model, tok, examples: list[dict], reload_base: C
              "tuning_trials": len(trials),
              "tuning_tokens": sum(u["tokens"] for u in usages),
              "tuning_seconds": round(sum(u["seconds"] for u in usages), 2),
-             "tuning_flops": sum(u["flops"] for u in usages)}
+             "tuning_flops": sum(u["flops"] for u in usages),
+             "tuning_objective": objective}
+    if forgetting:
+        usage.update(tuning_base_general_ppl=base_ppl, tuning_general_ppl_ceiling=ceiling)
     return model, usage, trials

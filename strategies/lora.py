@@ -1,6 +1,13 @@
 """LoRA (Hu et al., 2021) through peft: trainable low-rank updates B·A beside frozen linear layers.
 
 B starts at zero, so the prepared model computes exactly what the base model does.
+
+The scaling convention is a parameter, and the matrix can sweep it, because it decides how the
+update grows with the rank at a fixed learning rate: the update is (alpha / r)·B·A, or
+(alpha / sqrt(r))·B·A with `use_rslora` (Kalajdzievski, 2023, rsLoRA).
+- `alpha` unset: alpha = 2r (alpha / r = 2 at every rank, the common choice);
+- `alpha: 16`: alpha fixed, so the scale 16 / r shrinks as the rank grows (the original paper's setup);
+- `use_rslora: true`: alpha / sqrt(r), which keeps the update's size stable across ranks under Adam.
 """
 
 from __future__ import annotations

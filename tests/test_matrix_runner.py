@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
@@ -131,20 +132,88 @@ def test_lr_trials_share_one_budget_and_the_best_trial_is_evaluated(tmp_path, ti
         assert [t["multiplier"] for t in trials] == [0.1, 1.0, 10.0]
         assert all(t["tokens"] == 400 for t in trials)
         chosen = [t for t in trials if t["chosen"]]
-        assert len(chosen) == 1 and chosen[0]["val_loss"] == min(t["val_loss"] for t in trials)
+        assert len(chosen) == 1 and chosen[0]["tuning_loss"] == min(t["tuning_loss"] for t in trials)  # argmin
         assert r["usage"]["tuning_tokens"] == 1200 and r["usage"]["tokens"] == 400
         assert r["cell"]["train"]["learning_rate"] * chosen[0]["multiplier"] == pytest.approx(
             chosen[0]["learning_rate"])
     assert results["full"]["usage"]["tuning_tokens"] == results["lora r=4"]["usage"]["tuning_tokens"]
-    # the evaluated model is the chosen trial's: full-split validation perplexity = exp(its validation loss)
-    path2 = write_matrix(tmp_path, tiny_model_dir, "[{name: lora, params: {r: 4}}]", name="m2",
-                         extra="tuning: {lr_multipliers: [10.0, 0.1]}")
-    text = path2.read_text().replace("limit: 4", "limit: 1000")
-    path2.write_text(text)
-    assert main(["run", "--matrix", str(path2), "--out", str(tmp_path / "out2"), "--in-process"]) == 0
-    r = by_label(tmp_path / "out2")["lora r=4"]
-    chosen = next(t for t in r["lr_trials"] if t["chosen"])
-    assert math.log(r["metrics"]["ppl_in_domain"]["value"]) == pytest.approx(chosen["val_loss"], rel=1e-4)
+    assert r["usage"]["tuning_objective"] == "loss"
+    # the evaluated model is the chosen trial's: the same scores as a sweep of that multiplier alone
+    runs = {}
+    for name in ("m2", "m3"):
+        chosen = next(t for t in runs["m2"]["lr_trials"] if t["chosen"]) if runs else None
+        mults = f"[{chosen['multiplier']}]" if chosen else "[10.0, 0.1]"
+        p = write_matrix(tmp_path, tiny_model_dir, "[{name: lora, params: {r: 4}}]", name=name,
+                         extra=f"tuning: {{lr_multipliers: {mults}}}")
+        assert main(["run", "--matrix", str(p), "--out", str(tmp_path / name), "--in-process"]) == 0
+        runs[name] = by_label(tmp_path / name)["lora r=4"]
+    assert len(runs["m3"]["lr_trials"]) == 1 and runs["m2"]["metrics"] == runs["m3"]["metrics"]
+
+
+def test_the_tuning_split_is_apart_from_validation_and_test(tmp_path):
+    from harness.config import DataSpec
+    from harness.data import load_split
+
+    rows = [{"instruction": f"Describe person {i}.", "input": "", "output": f"Person {i} lives in city {i % 7}."}
+            for i in range(200)]
+    (tmp_path / "d.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    spec = DataSpec(path="d.jsonl", validation=0.1, test=0.1, tuning=0.1)
+    split = {s: load_split(spec, tmp_path, s) for s in ("train", "validation", "test", "tuning")}
+    ids = {s: {ex["id"] for ex in v} for s, v in split.items()}
+    # each share is carved from what is left: test 10% of 200, validation 10% of 180, tuning 10% of 162
+    assert {s: len(v) for s, v in ids.items()} == {"train": 146, "validation": 18, "test": 20, "tuning": 16}
+    assert not ids["tuning"] & (ids["validation"] | ids["test"] | ids["train"])
+    untuned = DataSpec(path="d.jsonl", validation=0.1, test=0.1)  # carving tuning leaves validation/test as they were
+    assert {ex["id"] for ex in load_split(untuned, tmp_path, "validation")} == ids["validation"]
+    assert {ex["id"] for ex in load_split(untuned, tmp_path, "test")} == ids["test"]
+    with pytest.raises(ValueError, match="'tuning' when data.tuning is set"):
+        load_split(untuned, tmp_path, "tuning")
+
+
+def test_the_forgetting_objective_refuses_an_lr_over_the_ceiling():
+    from harness.tuning import choose
+
+    trials = [{"tuning_loss": 0.9, "general_ppl": 2.5}, {"tuning_loss": 1.1, "general_ppl": 1.7},
+              {"tuning_loss": 1.4, "general_ppl": 1.6}, {"tuning_loss": None, "general_ppl": None}]
+    assert choose(trials, "loss") == 0  # the lowest tuning loss ...
+    assert choose(trials, "loss_within_forgetting", ceiling=1.76) == 1  # ... forgets past 1.6 x 1.1: refused
+    assert choose(trials, "loss_within_forgetting", ceiling=1.5) == 2  # none within: the one that forgets least
+    assert choose([{"tuning_loss": None}], "loss") is None
+
+
+def test_the_forgetting_objective_records_the_ceiling_and_keeps_to_it(tmp_path, tiny_model_dir):
+    general = tmp_path / "general.jsonl"
+    docs = [json.dumps({"text": f"Ada Holt lives in Rita and keeps a cat. {i}"}) for i in range(4)]
+    general.write_text("\n".join(docs))
+    path = write_matrix(tmp_path, tiny_model_dir, "[full]", extra=(
+        "tuning: {lr_multipliers: [0.1, 30.0], objective: loss_within_forgetting, max_general_ppl_increase: 0.5, "
+        f"general_text: {general}}}"))
+    assert main(["run", "--matrix", str(path), "--out", str(tmp_path / "out"), "--in-process"]) == 0
+    r = by_label(tmp_path / "out")["full"]
+    ceiling = r["usage"]["tuning_general_ppl_ceiling"]
+    assert ceiling == pytest.approx(1.5 * r["usage"]["tuning_base_general_ppl"])
+    trials = r["lr_trials"]
+    assert all(t["objective"] == "loss_within_forgetting" and t["within_ceiling"] == (t["general_ppl"] <= ceiling)
+               for t in trials)
+    within = [t for t in trials if t["within_ceiling"]]
+    best = min(within, key=lambda t: t["tuning_loss"]) if within else min(trials, key=lambda t: t["general_ppl"])
+    assert best["chosen"] and sum(t["chosen"] for t in trials) == 1
+
+
+def test_tuning_config_is_checked(tmp_path):
+    from harness.config import ConfigError, load_matrix
+
+    base = (REPO / "suites" / "smoke.yaml").read_text()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(base + "\ntuning: {lr_multipliers: [1.0], objective: loss_within_forgetting}\n")
+    with pytest.raises(ConfigError, match="needs max_general_ppl_increase and general_text"):
+        load_matrix(bad, check_paths=False)
+    bad.write_text(base + "\ntuning: {lr_multipliers: [1.0], objective: loss_within_forgetting, "
+                   "max_general_ppl_increase: 0.1, general_text: zoo:tiny-world/general/test.jsonl}\n")
+    with pytest.raises(ConfigError, match="must differ from eval.general_text"):
+        load_matrix(bad, check_paths=False)
+    good = load_matrix(REPO / "suites" / "smoke.yaml", check_paths=False)
+    assert good.tuning.objective == "loss" and good.data.tuning == 0.1  # a tuning matrix carves its split
 
 
 def test_dry_run_prints_the_plan_with_memory_against_the_cap(tmp_path, tiny_model_dir, capsys):

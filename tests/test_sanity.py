@@ -80,7 +80,7 @@ def test_fingerprint_is_stable_and_sees_every_trainable_tensor(tiny_model_dir):
     assert "logits_differ" not in sanity.check(a, _, spec, trained=False, reference=None)  # base: nothing to compare
 
 
-WORLD_MODEL = TINY_WORLD / "model"  # the shipped model writes real text; a random one repeats a token whatever it is fed
+WORLD_MODEL = TINY_WORLD / "model"  # it writes real text; a random model repeats one token whatever it is fed
 
 
 @pytest.mark.slow

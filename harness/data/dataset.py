@@ -27,6 +27,7 @@ from harness.data.template import encode
 from harness.paths import resolve_data
 
 SPLITS = ("train", "validation", "test")
+TUNING = "tuning"  # carved from train only when data.tuning is set: the LR search's split, never reported
 DEFAULT_CARVE = 0.1  # share of the training rows held out per missing split
 SKIP_HINT = "; fix it, or pass --skip-bad-rows (data.skip_bad_rows: true) to skip and count such rows"
 
@@ -134,7 +135,7 @@ def _pool(spec_json: str, root: str, stamp: str) -> tuple[dict[str, list[dict]],
               "bad_rows_skipped": len(skipped), "bad_rows": skipped[:20]}
     train, dups = dedup(splits["train"], spec.dedup)
     dropped.update({k: v for k, v in dups.items() if v})
-    carved = [s for s in ("test", "validation") if s not in splits]
+    carved = [s for s in ("test", "validation") if s not in splits] + ([TUNING] if spec.tuning is not None else [])
     source = spec.hub or str(_local(spec.path, Path(root)))
     if not train:
         raise FormatError(f"{source}: no training rows left ({_accounting(report, dropped, skipped)})")
@@ -155,7 +156,7 @@ def _pool(spec_json: str, root: str, stamp: str) -> tuple[dict[str, list[dict]],
         raise RuntimeError(f"{source}: {report['rows_read']} rows read but {kept} accounted for (a harness bug)")
     report.update(dropped={k: len(v) for k, v in dropped.items()},
                   dropped_examples={k: v[:20] for k, v in dropped.items()},
-                  carved=carved, splits={s: len(splits[s]) for s in SPLITS})
+                  carved=carved, splits={s: len(splits[s]) for s in SPLITS + (TUNING,) if s in splits})
     return splits, report, digest.hexdigest()
 
 
@@ -176,8 +177,8 @@ def load_split(spec: DataSpec, root: Path, split: str) -> list[dict]:
     With data.drop_contaminated, test examples that share an n-gram with the training
     data are left out (they would score memory, not skill).
     """
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    if split not in SPLITS + (TUNING,) or (split == TUNING and spec.tuning is None):
+        raise ValueError(f"split must be one of {SPLITS} (or {TUNING!r} when data.tuning is set), got {split!r}")
     splits, _, _ = _splits(spec, root)
     out = splits[split]
     if split == "test" and spec.drop_contaminated:

@@ -87,7 +87,8 @@ def summary(report: dict) -> str:
     tokenized = list(report.get("tokenized", {}).values())
     overlong = sum(t["dropped_overlong"] for t in tokenized[:1])
     parts = [f"data: {report['rows_read']} rows -> {s['train']} train / {s['validation']} validation / "
-             f"{s['test']} test" + (f" ({', '.join(report['carved'])} carved from train)" if report["carved"] else ""),
+             f"{s['test']} test" + (f" / {s['tuning']} tuning (LR selection only)" if "tuning" in s else "")
+             + (f" ({', '.join(report['carved'])} carved from train)" if report["carved"] else ""),
              f"dropped: {drops}" + (f", {overlong} overlong" if overlong else ""),
              f"{report['bad_rows_skipped']} bad rows skipped"]
     c = report.get("contamination", {})

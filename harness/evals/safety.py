@@ -1,4 +1,4 @@
-"""The safety suite: refusal on harmful prompts (AdvBench), over-refusal and helpfulness on benign look-alikes (XSTest).
+"""The safety suite: refusal of harmful prompts (AdvBench), over-refusal and helpfulness on benign ones (XSTest).
 
 Each prompt gets the tokenizer's chat template and a greedy reply of `MAX_NEW_TOKENS`. A reply
 counts as a **refusal** only when it *is* one: a refusal classifier, chosen by name

@@ -51,7 +51,10 @@ def _lr(row: dict) -> str:
     if row["strategy"] == BASE:  # nothing was trained
         return "–"
     lr = _num(row["learning_rate"], "{:g}")
-    return f"{lr} ({len(row['lr_trials'])} tried)" if row["lr_trials"] else lr
+    if not row["lr_trials"]:
+        return f"{lr} (set)"
+    objective = row["lr_trials"][0].get("objective", "loss")
+    return f"{lr} (best {objective.replace('_', ' ')} of {len(row['lr_trials'])})"
 
 
 def _status(row: dict) -> str:
@@ -221,10 +224,12 @@ def lr_section(rows: list[dict]) -> list[str]:
         return []
     recs = []
     for r in tuned:
-        shown = [f"{_num(t.get('learning_rate'), '{:g}')} → {_num(t.get('val_loss'), '{:.3f}')}"
+        shown = [f"{_num(t.get('learning_rate'), '{:g}')} → {_num(t.get('tuning_loss', t.get('val_loss')), '{:.3f}')}"
+                 + (f" (PPL {_num(t['general_ppl'], '{:.2f}')})" if t.get("general_ppl") is not None else "")
                  for t in r["lr_trials"]]
         trials = ", ".join(f"**{s}**" if t.get("chosen") else s for s, t in zip(shown, r["lr_trials"]))
-        recs.append({"cell": _esc(r["label"]), "learning rate → validation loss (chosen in bold)": trials,
+        recs.append({"cell": _esc(r["label"]), "learning rate → tuning-split loss (chosen in bold)": trials,
+                     "objective": r["lr_trials"][0].get("objective", "loss").replace("_", " "),
                      "tuning tokens": _num(r["usage"].get("tuning_tokens"))})
     return ["## Learning-rate search", "", pd.DataFrame(recs).to_markdown(index=False), ""]
 
