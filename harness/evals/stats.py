@@ -133,7 +133,8 @@ def wilson_ci(values, level: float = 0.95, groups: Sequence | None = None) -> tu
         n = n / design_effect(x, groups) * (z / t.ppf(1 - (1 - level) / 2, k - 1)) ** 2 if k > 1 else 1.0
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z / (1 + z * z / n) * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return p, max(0.0, float(centre - half)), min(1.0, float(centre + half))
+    # the bounds hold p exactly: at p = 0 or 1, rounding would leave centre - half a hair off it
+    return p, max(0.0, min(p, float(centre - half))), min(1.0, max(p, float(centre + half)))
 
 
 def perplexity_ci(nll_sums: list[float], counts: list[int], iters: int = ITERS, seed: int = 0,
