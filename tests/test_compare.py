@@ -156,6 +156,10 @@ def _set_metric(d, label: str, name: str, value) -> None:
 
     r = next(r for r in store.load_all(d) if r["label"] == label)
     if value == "drop":  # a candidate matrix that no longer runs the task suite: its results are intact
+        for other in store.load_all(d):  # the whole folder is one matrix, one eval config
+            if other["id"] != r["id"]:
+                other["cell"]["eval"]["suites"] = ["perplexity"]
+                store.save(d, other, store.load_items(d, other["id"]))
         del r["metrics"][name]
         r["cell"]["eval"]["suites"] = ["perplexity"]
     else:
