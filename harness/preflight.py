@@ -54,7 +54,8 @@ def check(path: Path, skip_bad_rows: bool = False) -> tuple[MatrixSpec, list[str
     models = {}
     for i, model in enumerate(parts.get("models", [])):
         try:
-            models[model.id] = _model(model, root)
+            if loaded := _model(model, root):  # {}: obtained by `run` later, nothing to check it against yet
+                models[model.id] = loaded
         except ConfigError as e:
             problems.append(f"{source}: models[{i}]: {e}")
     if "strategies" in parts:
@@ -76,12 +77,21 @@ def check(path: Path, skip_bad_rows: bool = False) -> tuple[MatrixSpec, list[str
     return spec, warnings
 
 
+def _obtained_by_run(name: str, where: Path) -> bool:
+    """A zoo model not fetched yet, or a GGUF file not converted yet: nothing to read until `run` obtains it."""
+    from harness.catalog import ZOO_MODELS
+
+    return where.suffix == ".gguf" and where.is_file() or name in ZOO_MODELS.names()
+
+
 def _model(model: ModelSpec, root: Path) -> dict[str, Any]:
     """config and tokenizer of a model, read without its weights; ConfigError saying what is wrong."""
     from transformers import AutoConfig, AutoTokenizer
 
     where = resolve_model(model.id, root)
     folder = Path(where)
+    if not folder.is_dir() and _obtained_by_run(model.id, folder):
+        return {}  # `harness run` fetches or converts it before any cell (harness.models.prepare) and says why not
     if not folder.is_dir():
         if model.id.startswith((".", "/", "~")) or model.id.count("/") > 1 or Path(where).exists():
             raise ConfigError(f"{model.id!r}: no such model folder ({root / model.id})")

@@ -42,7 +42,7 @@ def tuning_loss(model, tok, cell) -> float:
 
 def general_ppl(model, tok, cell) -> float:
     """Perplexity of tuning.general_text (the forgetting objective's corpus), windows as eval.ppl_window."""
-    from harness.evals.formats import read_documents
+    from harness.data.native import read_documents
     from harness.evals.perplexity import text_nll, window
     from harness.paths import resolve_data
 

@@ -33,7 +33,7 @@ def test_constraints_pin_every_requirement_within_its_range():
 
 def test_the_readme_and_ci_install_with_the_constraints():
     readme = (REPO / "README.md").read_text("utf-8")
-    commands = re.findall(r"```bash\n(python3 -m venv .*?)\n```", readme)
+    commands = re.findall(r"```bash\n([^\n]*python3 -m venv [^\n]*)\n```", readme)
     assert len(commands) == 2 and all("pip install -c constraints.txt -e " in c for c in commands)
     ci = (REPO / ".ci" / "run").read_text("utf-8").strip().splitlines()[-1]
     assert ci == commands[1]  # CI runs the README's test command exactly

@@ -207,12 +207,12 @@ def test_tuning_config_is_checked(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(base + "\ntuning: {lr_multipliers: [1.0], objective: loss_within_forgetting}\n")
     with pytest.raises(ConfigError, match="needs max_general_ppl_increase and general_text"):
-        load_matrix(bad, check_paths=False)
+        load_matrix(bad)
     bad.write_text(base + "\ntuning: {lr_multipliers: [1.0], objective: loss_within_forgetting, "
                    "max_general_ppl_increase: 0.1, general_text: zoo:tiny-world/general/test.jsonl}\n")
     with pytest.raises(ConfigError, match="must differ from eval.general_text"):
-        load_matrix(bad, check_paths=False)
-    good = load_matrix(REPO / "suites" / "smoke.yaml", check_paths=False)
+        load_matrix(bad)
+    good = load_matrix(REPO / "suites" / "smoke.yaml")
     assert good.tuning.objective == "loss" and good.data.tuning == 0.1  # a tuning matrix carves its split
 
 

@@ -75,7 +75,7 @@ def _safety(folder: Path, advbench_header: str) -> Path:
 
 def test_the_shipped_smoke_matrix_passes_without_warnings(capsys):
     code, out, err = _cli(capsys, "validate", str(REPO / "suites" / "smoke.yaml"))
-    assert code == 0 and "valid, 9 cells" in out
+    assert code == 0 and "valid, 11 cells" in out
     assert "warning" not in err
 
 

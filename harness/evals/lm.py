@@ -48,6 +48,9 @@ def continuation_logprobs(model, tok, pairs: list[tuple[str, str]], batch_size: 
         logp = F.log_softmax(logits[:, :-1], dim=-1)
         for j, ((_, cont), s) in enumerate(zip(batch, seqs)):
             n = len(cont)
+            if n == 0:  # an empty continuation (an empty reply) has log-probability 0; s[-0:] would be all of s
+                out.append(0.0)
+                continue
             targets = torch.tensor(s[-n:], device=device)
             out.append(logp[j, len(s) - n - 1: len(s) - 1].gather(-1, targets[:, None]).sum().item())
     return out

@@ -23,6 +23,7 @@ import pandas as pd
 
 from harness.evals.metrics import describe
 from harness.report.table import (
+    LOAD_MARK,
     format_delta,
     format_number,
     format_value,
@@ -75,6 +76,8 @@ def headline(rows: list[dict]) -> Headline:
                                  ("train s", "{:,.1f}", r["usage"].get("seconds")),
                                  ("peak MB", "{:,.0f}", r["usage"].get("peak_memory_mb"))):
             t[head], v[head] = format_number(value, fmt), _nan(value)
+        if r.get("high_load") and t["train s"] != "–":
+            t["train s"] += f" {LOAD_MARK}"
         t["status"] = r["status"] if r["status"] == "ok" else f"**{r['status']}**"
         v["status"] = r["status"]
         text.append(t)

@@ -20,7 +20,8 @@ from harness.evals.stats import METHODS
 from harness.report import deltas, plots
 from harness.report.frame import BASE, current_set, high_load, load_items, load_results, summarize
 from harness.report.headline import headline
-from harness.report.table import annotate, is_side_effect, metric_names, ordered, primary_metric, summary_frame, uninformative
+from harness.report.table import (LOAD_MARK, annotate, is_side_effect, metric_names, ordered, primary_metric,
+                                  summary_frame, uninformative)
 from harness.report.table import format_delta as _delta
 from harness.report.table import format_number as _num
 from harness.report.table import format_value as _value
@@ -29,7 +30,6 @@ from harness.report.takeaways import takeaways
 
 SAMPLES = 3  # sample outputs per cell: its worst-scored test items first
 SAMPLE_CHARS = 160
-LOAD_MARK = "†"
 
 
 def _size(n) -> str:

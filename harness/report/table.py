@@ -31,6 +31,7 @@ from harness.evals.metrics import CHANCE, describe
 from harness.report import deltas
 from harness.report.frame import BASE, ResultsError, load_items
 
+LOAD_MARK = "†"  # on time figures of a cell measured while the machine was overloaded (frame.high_load)
 SCIENTIFIC_FROM = 1e4  # from here on a value prints as 2 significant digits in scientific form: 3.1e8
 MAX_DIGITS = 4  # below it, at most 4 significant digits (5499.47 -> 5499) and never more decimals than the metric's
 
