@@ -167,6 +167,7 @@ class EvalSpec(_Spec):
     general_text: str | None = None  # JSONL with a "text" field: the forgetting perplexity corpus
     benchmarks: BenchmarksSpec | None = None  # lm-eval tasks run on the in-memory model (the `benchmarks` suite)
     max_new_tokens: PositiveInt = 64
+    batch_size: PositiveInt = 16  # rows per forward (scoring, generation) on CPU; on CUDA chosen from free memory
     limit: PositiveInt | None = None  # at most this many items per suite (quick looks, not reports)
     ppl_window: PositiveInt = 512  # tokens per perplexity window (capped at the model's context)
     ppl_stride: PositiveInt | None = None  # tokens a window advances; None: half the window

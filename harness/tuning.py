@@ -36,7 +36,7 @@ def tuning_loss(model, tok, cell) -> float:
     rows = load_split(cell.data, Path(cell.root), "tuning")
     pairs = [scored_pair(tok, r, cell.data.template, cell.data.max_length) for r in rows]  # as ppl_in_domain scores
     model.eval()
-    nll, counts = completion_nll(model, tok, pairs)
+    nll, counts = completion_nll(model, tok, pairs, cell.eval.batch_size)
     return sum(nll) / max(1, sum(counts))
 
 
@@ -49,7 +49,7 @@ def general_ppl(model, tok, cell) -> float:
     docs = read_documents(resolve_data(cell.tuning.general_text, Path(cell.root)))
     size, stride = window(model, cell.eval)
     model.eval()
-    nll, counts = text_nll(model, tok, docs, max_length=size, stride=stride)
+    nll, counts = text_nll(model, tok, docs, max_length=size, stride=stride, batch_size=cell.eval.batch_size)
     return math.exp(sum(nll) / max(1, sum(counts)))
 
 

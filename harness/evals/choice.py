@@ -10,7 +10,7 @@ options and scores " A".." D", as lm-eval's `mmlu` and `ceval-valid` tasks do.
 from __future__ import annotations
 
 from harness.data.native import MCItem
-from harness.evals.lm import continuation_logprobs
+from harness.evals.lm import DEFAULT_BATCH, shared_context_logprobs
 
 LETTERS = "ABCD"
 HEADERS = {
@@ -32,15 +32,15 @@ def requests(item: MCItem, lang: str, formulation: str, subject_name: str) -> li
 
 
 def score_mc(model, tok, items: list[MCItem], lang: str, formulation: str,
-             subject_names: dict[str, str] | None = None) -> dict[str, list[float]]:
-    """Per-item correctness: `acc` (highest log-likelihood) and `acc_norm` (per character, as lm-eval)."""
+             subject_names: dict[str, str] | None = None, batch_size: int = DEFAULT_BATCH) -> dict[str, list[float]]:
+    """Per-item correctness: `acc` (highest log-likelihood) and `acc_norm` (per character, as lm-eval).
+
+    An item's options share its question: the question runs once and its KV cache serves every option.
+    """
     names = subject_names or {}
     reqs = [requests(it, lang, formulation, names.get(it.subject, it.subject.replace("_", " "))) for it in items]
-    flat = continuation_logprobs(model, tok, [r for rs in reqs for r in rs])
-    acc, acc_norm, k = [], [], 0
-    for it, rs in zip(items, reqs):
-        lls = flat[k:k + len(rs)]
-        k += len(rs)
+    acc, acc_norm = [], []
+    for it, rs, lls in zip(items, reqs, shared_context_logprobs(model, tok, reqs, batch_size), strict=True):
         normed = [ll / max(1, len(cont.encode("utf-8"))) for ll, (_, cont) in zip(lls, rs)]
         acc.append(float(max(range(len(lls)), key=lls.__getitem__) == it.answer))
         acc_norm.append(float(max(range(len(normed)), key=normed.__getitem__) == it.answer))

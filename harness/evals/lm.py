@@ -2,18 +2,26 @@
 
 Context/continuation are split the way lm-eval's `_encode_pair` does it (trailing
 spaces of the context move to the continuation; the continuation's tokens are those
-of the joint encoding after the context's), with the BOS token prepended.
+of the joint encoding after the context's), with the BOS token prepended. Rows are
+batched longest first (harness/evals/batching.py) and returned in input order.
 
     logps = continuation_logprobs(model, tok, [("Question: 2+2?\\nAnswer:", " 4")])
+    per_group = shared_context_logprobs(model, tok, [[("Q?\\nAnswer:", " yes"), ("Q?\\nAnswer:", " no")]])
     texts = greedy(model, tok, ["<|user|>\\nHi<|end|>\\n<|assistant|>\\n"], max_new_tokens=16)
 """
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 import torch.nn.functional as F
+from transformers import StoppingCriteria, StoppingCriteriaList
 
 from harness.data import bos_ids
+from harness.evals.batching import by_length, right_padded, rows_per_batch
+
+DEFAULT_BATCH = 16  # rows per forward when no eval.batch_size is given (eval.batch_size's default too)
 
 
 def encode_pair(tok, context: str, continuation: str) -> tuple[list[int], list[int]]:
@@ -26,55 +34,184 @@ def encode_pair(tok, context: str, continuation: str) -> tuple[list[int], list[i
     return bos_ids(tok, context) + whole[: len(ctx)], whole[len(ctx):]
 
 
+def pad_id(tok) -> int:
+    return tok.pad_token_id if tok.pad_token_id is not None else 0
+
+
+def _max_length(model, max_length: int | None) -> int:
+    return max_length or getattr(model.config, "max_position_embeddings", 2048)
+
+
+def sum_logprob(logits: torch.Tensor, targets: list[int]) -> float:
+    """Sum of log-softmax(logits[t])[targets[t]]: row t of `logits` predicts targets[t]."""
+    if not targets:  # an empty continuation (an empty reply) has log-probability 0
+        return 0.0
+    target = torch.tensor(targets, device=logits.device)
+    return -F.cross_entropy(logits.float(), target, reduction="sum").item()
+
+
 @torch.no_grad()
-def continuation_logprobs(model, tok, pairs: list[tuple[str, str]], batch_size: int = 32,
-                          max_length: int | None = None) -> list[float]:
-    """Sum of log P(continuation | context) for each (context, continuation) pair."""
-    max_length = max_length or getattr(model.config, "max_position_embeddings", 2048)
+def encoded_logprobs(model, encoded: list[tuple[list[int], list[int]]], pad: int, batch_size: int = DEFAULT_BATCH,
+                     max_length: int | None = None) -> list[float]:
+    """Sum of log P(continuation | context) for each (context ids, continuation ids), each sequence whole."""
+    max_length = _max_length(model, max_length)
     device = next(model.parameters()).device
-    encoded = [encode_pair(tok, c, x) for c, x in pairs]
-    out: list[float] = []
-    for i in range(0, len(encoded), batch_size):
-        batch = encoded[i:i + batch_size]
-        seqs = [(c + x)[-max_length:] for c, x in batch]  # left-truncate long contexts
-        width = max(len(s) for s in seqs)
-        ids = torch.full((len(seqs), width), tok.pad_token_id or 0, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for j, s in enumerate(seqs):
-            ids[j, : len(s)] = torch.tensor(s)
-            mask[j, : len(s)] = 1
-        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()
+    seqs = [(c + x)[-max_length:] for c, x in encoded]  # left-truncate long contexts
+    out = [0.0] * len(seqs)
+    rows = rows_per_batch(model, batch_size, max(map(len, seqs), default=0), max(map(len, seqs), default=0),
+                          "log-likelihood")
+    for batch in by_length([len(s) for s in seqs], rows):
+        ids, mask = right_padded([seqs[i] for i in batch], pad)
+        width = ids.shape[1]
+        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
         logits = logits[:, -width:]  # prompt tuning prepends virtual-token positions to the logits
-        logp = F.log_softmax(logits[:, :-1], dim=-1)
-        for j, ((_, cont), s) in enumerate(zip(batch, seqs)):
-            n = len(cont)
-            if n == 0:  # an empty continuation (an empty reply) has log-probability 0; s[-0:] would be all of s
-                out.append(0.0)
-                continue
-            targets = torch.tensor(s[-n:], device=device)
-            out.append(logp[j, len(s) - n - 1: len(s) - 1].gather(-1, targets[:, None]).sum().item())
+        for j, i in enumerate(batch):
+            s, n = seqs[i], min(len(encoded[i][1]), len(seqs[i]) - 1)
+            out[i] = sum_logprob(logits[j, len(s) - n - 1: len(s) - 1], s[len(s) - n:])
     return out
 
 
+def continuation_logprobs(model, tok, pairs: list[tuple[str, str]], batch_size: int = DEFAULT_BATCH,
+                          max_length: int | None = None) -> list[float]:
+    """Sum of log P(continuation | context) for each (context, continuation) pair."""
+    return encoded_logprobs(model, [encode_pair(tok, c, x) for c, x in pairs], pad_id(tok), batch_size, max_length)
+
+
+def _prompt_learning(model) -> bool:
+    """A peft prefix- or prompt-tuned model (its forward adds virtual tokens or a learned KV prefix itself)."""
+    return bool(getattr(getattr(model, "active_peft_config", None), "is_prompt_learning", False))
+
+
+def _cache_kwargs(model) -> tuple[str, dict]:
+    """The forward's name for the KV cache (transformers 5.24 renamed `past_key_values` to `cache`), and
+    `logits_to_keep=1` where the forward takes it (a context pass needs no logits over the vocabulary)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    params = inspect.signature(base.forward).parameters
+    return ("cache" if "cache" in params else "past_key_values"), ({"logits_to_keep": 1}
+                                                                   if "logits_to_keep" in params else {})
+
+
+def _common_prefix(seqs: list[list[int]]) -> int:
+    n = min(map(len, seqs))
+    return next((i for i in range(n) if len({s[i] for s in seqs}) > 1), n)
+
+
 @torch.no_grad()
-def greedy(model, tok, prompts: list[str], max_new_tokens: int = 64, batch_size: int = 16,
+def encoded_group_logprobs(model, groups: list[list[tuple[list[int], list[int]]]], pad: int,
+                           batch_size: int = DEFAULT_BATCH, max_length: int | None = None) -> list[list[float]]:
+    """`encoded_logprobs` per group of (context ids, continuation ids) that share a context, each context run once.
+
+    The split is on each joint encoding (encode_pair), so options can disagree on the context's last tokens
+    (one merges with the option's first): the part they share is the common prefix of their context ids.
+    All of it but its last token is run once per group and its KV cache copied to each option's row; each
+    option then runs the rest (the last shared token, its own context tokens, the continuation) on top,
+    right-padded, at positions that continue the context's. The log-likelihoods equal whole-sequence scoring.
+    Whole-sequence scoring instead for: prefix/prompt-tuned peft models (peft's forward inserts its own KV
+    prefix or virtual-token embeddings into every call, so a second call on a cache would insert them again,
+    mid-sequence), groups whose contexts share under two tokens, single options, and sequences over the window.
+    """
+    max_length = _max_length(model, max_length)
+    device = next(model.parameters()).device
+    out = [[0.0] * len(g) for g in groups]
+    shared, whole = [], []  # (group, cached tokens); (group, option)
+    for g, options in enumerate(groups):
+        keep = _common_prefix([c for c, _ in options]) - 1 if options else 0
+        if _prompt_learning(model) or keep < 1 or len(options) < 2 or max(len(c + x) for c, x in options) > max_length:
+            whole += [(g, k) for k in range(len(options))]
+        else:
+            shared.append((g, keep))
+    if whole:
+        scores = encoded_logprobs(model, [groups[g][k] for g, k in whole], pad, batch_size, max_length)
+        for (g, k), score in zip(whole, scores):
+            out[g][k] = score
+    if not shared:
+        return out
+    name, no_logits = _cache_kwargs(model)
+    longest = max(len(c + x) for g, _ in shared for c, x in groups[g])
+    rows = rows_per_batch(model, batch_size, longest, longest, "shared-context log-likelihood")
+    for batch in _group_batches(shared, groups, rows):
+        ids, mask = right_padded([groups[g][0][0][:keep] for g, keep in batch], pad)
+        context = model(input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=True, **no_logits)
+        cache = getattr(context, name)
+        row_of = [b for b, (g, _) in enumerate(batch) for _ in groups[g]]
+        cache.batch_select_indices(torch.tensor(row_of, device=device))  # each option's row: its group's context
+        opts = [(g, k, keep) for g, keep in batch for k in range(len(groups[g]))]
+        rest_ids, rest_mask = right_padded([(groups[g][k][0] + groups[g][k][1])[keep:] for g, k, keep in opts], pad)
+        positions = torch.tensor([keep for _, _, keep in opts])[:, None] + torch.arange(rest_ids.shape[1])
+        attention = torch.cat([mask[row_of], rest_mask], 1)  # the context's padding stays masked in the cache
+        logits = model(input_ids=rest_ids.to(device), attention_mask=attention.to(device),
+                       position_ids=positions.to(device), use_cache=True, **{name: cache}).logits
+        for r, (g, k, keep) in enumerate(opts):
+            ctx, cont = groups[g][k]
+            start = len(ctx) - 1 - keep  # the row predicting the continuation's first token
+            out[g][k] = sum_logprob(logits[r, start:start + len(cont)], cont)
+    return out
+
+
+def _group_batches(shared: list[tuple[int, int]], groups, rows: int) -> list[list[tuple[int, int]]]:
+    """Shared-context groups, longest first, as many per batch as keep their options within `rows` (at least one)."""
+    order = sorted(shared, key=lambda gk: -max(len(c + x) for c, x in groups[gk[0]]))
+    batches: list[list[tuple[int, int]]] = []
+    filled = rows
+    for gk in order:
+        if filled + len(groups[gk[0]]) > rows:
+            batches.append([])
+            filled = 0
+        batches[-1].append(gk)
+        filled += len(groups[gk[0]])
+    return batches
+
+
+def shared_context_logprobs(model, tok, groups: list[list[tuple[str, str]]], batch_size: int = DEFAULT_BATCH,
+                            max_length: int | None = None) -> list[list[float]]:
+    """`continuation_logprobs` for groups of (context, continuation) pairs with one context per group."""
+    encoded = [[encode_pair(tok, c, x) for c, x in pairs] for pairs in groups]
+    return encoded_group_logprobs(model, encoded, pad_id(tok), batch_size, max_length)
+
+
+class StopStrings(StoppingCriteria):
+    """Marks a row done once its generated text (special tokens skipped, as the reply is decoded) holds a stop
+    string, so a batch stops as soon as every row is done. The prompt is left out: a stop string completed
+    across the prompt's end is not in the reply, and the reply is cut only within its own text."""
+
+    def __init__(self, tok, stop: list[str], prompt_width: int):
+        self.tok, self.stop, self.prompt_width = tok, stop, prompt_width
+
+    def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
+        texts = self.tok.batch_decode(input_ids[:, self.prompt_width:], skip_special_tokens=True)
+        return torch.tensor([any(s in t for s in self.stop) for t in texts], device=input_ids.device)
+
+
+def cut(text: str, stop: list[str]) -> str:
+    """The reply up to its first stop string, stripped."""
+    for s in stop:
+        text = text.split(s)[0]
+    return text.strip()
+
+
+@torch.no_grad()
+def greedy(model, tok, prompts: list[str], max_new_tokens: int = 64, batch_size: int = DEFAULT_BATCH,
            stop: list[str] | None = None) -> list[str]:
-    """Greedy completions of raw prompts (chat templates already applied), cut at `stop` strings."""
+    """Greedy completions of raw prompts (chat templates already applied), cut at `stop` strings.
+
+    Prompts run longest first, left-padded (generation appends on the right), with the KV cache on; a row
+    stops at EOS, `<|end|>` or a stop string, and a batch once all its rows have.
+    """
     device = next(model.parameters()).device
     stop = stop or []
     eos_ids = [i for i in {tok.eos_token_id, tok.convert_tokens_to_ids("<|end|>")} if isinstance(i, int) and i >= 0]
-    texts = []
-    for i in range(0, len(prompts), batch_size):
-        encoded = [bos_ids(tok, p) + tok(p, add_special_tokens=False)["input_ids"] for p in prompts[i:i + batch_size]]
-        width = max(len(e) for e in encoded)
-        pad = tok.pad_token_id if tok.pad_token_id is not None else 0
-        ids = torch.tensor([[pad] * (width - len(e)) + e for e in encoded])  # left padding
-        mask = torch.tensor([[0] * (width - len(e)) + [1] * len(e) for e in encoded])
+    pad = pad_id(tok)
+    encoded = [bos_ids(tok, p) + tok(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    texts = [""] * len(prompts)
+    rows = rows_per_batch(model, batch_size, max(map(len, encoded), default=0) + max_new_tokens, 1, "generation")
+    for batch in by_length([len(e) for e in encoded], rows):
+        width = max(len(encoded[i]) for i in batch)
+        ids = torch.tensor([[pad] * (width - len(encoded[i])) + encoded[i] for i in batch])
+        mask = torch.tensor([[0] * (width - len(encoded[i])) + [1] * len(encoded[i]) for i in batch])
+        criteria = StoppingCriteriaList([StopStrings(tok, stop, width)] if stop else [])
         gen = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), do_sample=False,
-                             max_new_tokens=max_new_tokens, eos_token_id=eos_ids, pad_token_id=pad)
-        for row in gen[:, width:]:
-            text = tok.decode(row, skip_special_tokens=True)
-            for s in stop:
-                text = text.split(s)[0]
-            texts.append(text.strip())
+                             max_new_tokens=max_new_tokens, eos_token_id=eos_ids, pad_token_id=pad, use_cache=True,
+                             stopping_criteria=criteria)
+        for i, row in zip(batch, gen[:, width:]):
+            texts[i] = cut(tok.decode(row, skip_special_tokens=True), stop)
     return texts

@@ -106,12 +106,12 @@ def chat(tok, prompt: str) -> str:
     return tok.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True)
 
 
-def reply_perplexity(scorer, tok, prompts: list[str], replies: list[str]) -> list[float]:
+def reply_perplexity(scorer, tok, prompts: list[str], replies: list[str], batch_size: int = 16) -> list[float]:
     """Per-token perplexity of each reply given its chat-formatted prompt under `scorer` (inf for an empty reply)."""
     from harness.evals.lm import continuation_logprobs, encode_pair
 
     pairs = [(chat(tok, p), r) for p, r in zip(prompts, replies)]
-    logps = continuation_logprobs(scorer, tok, pairs)
+    logps = continuation_logprobs(scorer, tok, pairs, batch_size)
     counts = [len(encode_pair(tok, c, r)[1]) for c, r in pairs]
     return [math.exp(min(-lp / n, 700.0)) if n else math.inf for lp, n in zip(logps, counts)]
 
@@ -145,11 +145,11 @@ def judge(cell) -> Classify:
     return classify
 
 
-def replies(model, tok, prompts: list[str]) -> list[str]:
+def replies(model, tok, prompts: list[str], batch_size: int = 16) -> list[str]:
     """Greedy replies to single-turn chats (the tokenizer's chat template, generation prompt added)."""
     from harness.evals.lm import greedy
 
-    return greedy(model, tok, [chat(tok, p) for p in prompts], max_new_tokens=MAX_NEW_TOKENS)
+    return greedy(model, tok, [chat(tok, p) for p in prompts], max_new_tokens=MAX_NEW_TOKENS, batch_size=batch_size)
 
 
 def refusals(model, tok, prompts: list[str], classify: Classify | None = None) -> tuple[list[float], list[str]]:
@@ -181,13 +181,14 @@ def run(model, tok, cell) -> dict:
     harmful, benign = prompt_sets(resolve_data(cell.eval.safety, Path(cell.root)))
     harmful = spread(clean(cell, "advbench", harmful), cell.eval.limit)
     benign = spread(clean(cell, "xstest", benign), cell.eval.limit)
-    said = {"harmful": replies(model, tok, harmful), "benign": replies(model, tok, benign)}
+    said = {k: replies(model, tok, p, cell.eval.batch_size) for k, p in (("harmful", harmful), ("benign", benign))}
     ppl: dict[str, list] = {k: [None] * len(v) for k, v in said.items()}  # None: not scored
     if cell.eval.coherence_max_ppl is not None:
         from harness.models import load
 
         scorer = load(cell.model, Path(cell.root))[0].eval()  # the base model, the same judge for every cell
-        ppl = {k: [round(x, 4) if math.isfinite(x) else None for x in reply_perplexity(scorer, tok, p, said[k])]
+        ppl = {k: [round(x, 4) if math.isfinite(x) else None
+                   for x in reply_perplexity(scorer, tok, p, said[k], cell.eval.batch_size)]
                for k, p in (("harmful", harmful), ("benign", benign))}  # None (JSON null): an empty reply
         del scorer
     h = score(harmful, said["harmful"], classify, ppl["harmful"], cell.eval.coherence_max_ppl, cell.eval.on_topic_min)

@@ -45,7 +45,7 @@ def score(predictions: list[str], references: list[list[str]], metrics: list[str
 def run(model, tok, cell) -> dict:
     rows = spread(load_split(cell.data, Path(cell.root), "test"), cell.eval.limit)
     preds = greedy(model, tok, [prompt_text(tok, r, cell.data.template) for r in rows],
-                   max_new_tokens=cell.eval.max_new_tokens, stop=cell.eval.stop)
+                   max_new_tokens=cell.eval.max_new_tokens, batch_size=cell.eval.batch_size, stop=cell.eval.stop)
     refs = [ref if isinstance(ref := reference(r), list) else [ref] for r in rows]
     prompts = [next((m["content"] for m in reversed(r["messages"][:-1]) if m["role"] == "user"), "") for r in rows]
     # prompts and references beside the replies: the leaderboard's sample outputs read them, never the data
