@@ -49,18 +49,32 @@ def model_tok(request, world, tiny_model):
     return model.eval(), tok
 
 
-def prompt_learning(kind: str, world):
-    """The tiny world under a fresh (random, untrained) peft prefix or prompt: outputs differ from the base."""
-    from peft import PrefixTuningConfig, PromptTuningConfig, get_peft_model
+def peft_model(kind: str, world):
+    """A copy of the tiny world under a fresh peft prefix, prompt (random, untrained) or LoRA (its B matrices
+    randomised too, as peft starts them at zero): outputs differ from the base."""
+    from peft import LoraConfig, PrefixTuningConfig, PromptTuningConfig, get_peft_model
 
     from strategies.prefix import generation_fix
 
     torch.manual_seed(0)
     model, tok = world
-    config = (PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4,
-                                 encoder_hidden_size=model.config.hidden_size) if kind == "prefix"
-              else PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4))
-    return generation_fix(get_peft_model(copy.deepcopy(model), config)).eval(), tok
+    config = {"prefix": PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4,
+                                           encoder_hidden_size=model.config.hidden_size),
+              "prompt": PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4),
+              "lora": LoraConfig(task_type="CAUSAL_LM", r=4, target_modules=["q_proj", "v_proj"])}[kind]
+    peft = get_peft_model(copy.deepcopy(model), config)
+    for name, p in peft.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(p, std=0.5)
+    return (peft if kind == "lora" else generation_fix(peft)).eval(), tok
+
+
+def spy_whole(monkeypatch) -> list:
+    """The (context, continuation) ids that shared-context scoring hands to whole-sequence scoring."""
+    whole: list = []
+    scored = lm.encoded_logprobs
+    monkeypatch.setattr(lm, "encoded_logprobs", lambda m, enc, *a, **k: whole.extend(enc) or scored(m, enc, *a, **k))
+    return whole
 
 
 def assert_rel(got: list[float], want: list[float], rel: float):
@@ -79,16 +93,20 @@ def test_batched_perplexity_equals_one_document_at_a_time(model_tok):
                                                                           rel=1e-5)
 
 
-@pytest.mark.parametrize("kind", ["prefix", "prompt"])
-def test_prompt_learning_perplexity_and_choices_equal_the_reference(world, kind):
-    model, tok = prompt_learning(kind, world)
+@pytest.mark.parametrize("kind", ["prefix", "prompt", "lora"])
+def test_peft_perplexity_and_choices_equal_the_reference(world, kind, monkeypatch):
+    """Prefix and prompt tuning score choices as whole sequences (their forward inserts the prefix into every
+    call); LoRA takes the shared-context route. Equal to the reference either way."""
+    model, tok = peft_model(kind, world)
     base = text_nll(*world, DOCS[:3], max_length=32, stride=16)[0]
     got = text_nll(model, tok, DOCS[:3], max_length=32, stride=16, batch_size=2)[0]
     assert_rel(got, ref.old_text_nll(model, tok, DOCS[:3], max_length=32, stride=16)[0], 1e-5)
     assert all(abs(g - b) > 1e-3 for g, b in zip(got, base))  # the virtual tokens really take part
-    shared = shared_context_logprobs(model, tok, GROUPS[:2], batch_size=4)  # falls back to whole sequences
+    whole = spy_whole(monkeypatch)
+    shared = shared_context_logprobs(model, tok, GROUPS[:2], batch_size=4)
     for s, w in zip(shared, ref.old_group_logprobs(model, tok, GROUPS[:2])):
         assert s == pytest.approx(w, abs=1e-4)
+    assert len(whole) == (0 if kind == "lora" else 8)
 
 
 def test_continuation_logprobs_sorted_by_length_come_back_in_input_order(model_tok):
@@ -103,9 +121,7 @@ def test_continuation_logprobs_sorted_by_length_come_back_in_input_order(model_t
 
 def test_shared_context_choices_equal_whole_sequence_scoring(model_tok, monkeypatch):
     model, tok = model_tok
-    whole = []
-    scored = lm.encoded_logprobs
-    monkeypatch.setattr(lm, "encoded_logprobs", lambda m, enc, *a, **k: whole.extend(enc) or scored(m, enc, *a, **k))
+    whole = spy_whole(monkeypatch)
     got = shared_context_logprobs(model, tok, GROUPS, batch_size=5)
     want = ref.old_group_logprobs(model, tok, GROUPS)
     assert [len(g) for g in got] == [len(g) for g in GROUPS]
