@@ -114,9 +114,10 @@ def encoded_group_logprobs(model, groups: list[list[tuple[list[int], list[int]]]
     device = next(model.parameters()).device
     out = [[0.0] * len(g) for g in groups]
     shared, whole = [], []  # (group, cached tokens); (group, option)
+    cacheable = not _prompt_learning(model)
     for g, options in enumerate(groups):
         keep = _common_prefix([c for c, _ in options]) - 1 if options else 0
-        if _prompt_learning(model) or keep < 1 or len(options) < 2 or max(len(c + x) for c, x in options) > max_length:
+        if not cacheable or keep < 1 or len(options) < 2 or max(len(c + x) for c, x in options) > max_length:
             whole += [(g, k) for k in range(len(options))]
         else:
             shared.append((g, keep))

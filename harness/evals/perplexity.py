@@ -93,6 +93,6 @@ def run(model, tok, cell) -> dict:
         docs = spread(read_documents(resolve_data(cell.eval.general_text, root)), cell.eval.limit)
         size, stride = window(model, cell.eval)
         out["ppl_general"] = text_nll(model, tok, docs, max_length=size, stride=stride,
-                                         batch_size=cell.eval.batch_size)
+                                      batch_size=cell.eval.batch_size)
         ids["ppl_general"] = item_ids(docs)
     return {**out, **labels(ids, groups)}
