@@ -111,20 +111,42 @@ def test_prompt_learning_peft_model_takes_hflms_own_path(world):
     assert batches == []
 
 
-def test_lora_model_shares_contexts_and_scores_as_hflm(world):
+def lora(model):
+    from peft import LoraConfig, get_peft_model
+
+    return get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+
+
+def adapter(model):
+    """The Houlsby adapter (strategies/adapter.py) around attention and MLP, with non-zero up projections."""
+    import torch
+
+    from strategies.adapter import Adapter, AdapterParams
+
+    model = Adapter().prepare(model, AdapterParams(size=4))
+    torch.manual_seed(0)
+    for name, p in model.named_parameters():
+        if ".adapter.up." in name:
+            p.data.normal_(0, 0.05)
+    return model
+
+
+@pytest.mark.parametrize("make", [lora, adapter])
+def test_trained_models_share_contexts_and_score_as_hflm(world, make):
+    """A LoRA or adapter model passes the context's cache through its own modules: HFLM's scores still."""
     import copy
 
     from lm_eval.models.huggingface import HFLM
-    from peft import LoraConfig, get_peft_model
 
     model, tok = world
-    peft = get_peft_model(copy.deepcopy(model), LoraConfig(r=4, target_modules=["q_proj", "v_proj"],
-                                                          init_lora_weights=False))
+    trained = make(copy.deepcopy(model))
     reqs = requests("mmlu", "cloze", 2)
-    fast = FastHFLM(pretrained=peft, tokenizer=tok, batch_size=8)
+    fast = FastHFLM(pretrained=trained, tokenizer=tok, batch_size=8)
     batches = count_shared_batches(fast)
     mine = fast.loglikelihood(reqs, disable_tqdm=True)
-    stock = HFLM(pretrained=peft, tokenizer=tok, batch_size=8).loglikelihood(reqs, disable_tqdm=True)
+    stock = HFLM(pretrained=trained, tokenizer=tok, batch_size=8).loglikelihood(reqs, disable_tqdm=True)
+    base = HFLM(pretrained=model, tokenizer=tok, batch_size=8).loglikelihood(reqs, disable_tqdm=True)
+    assert max(abs(a - b) for (a, _), (b, _) in zip(stock, base, strict=True)) > 1e-3  # training moved the scores
     assert [g for _, g in mine] == [g for _, g in stock]
     assert [ll for ll, _ in mine] == pytest.approx([ll for ll, _ in stock], abs=1e-4)
     assert sum(batches) == 3 * 2
