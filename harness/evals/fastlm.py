@@ -10,7 +10,7 @@ last token run in one more forward with explicit positions. A continuation's fir
 scored by the context's last logit, the rest by the continuation pass; (logprob, is_greedy)
 equals HFLM's within float rounding (tests: 1e-4 per request, identical choices).
 
-A batch holds at most `batch_size` continuation rows, so memory is what HFLM uses at the same
+A batch holds at most `batch_size` continuation rows, so memory is about what HFLM uses at the same
 batch size. Requests go to HFLM's own path where sharing is not the same computation:
 - context + continuation longer than max_length + 1: HFLM truncates the joined sequence from
   the left, so each option would see a different context;
