@@ -69,6 +69,25 @@ def test_harness_equals_lm_eval_cli_exactly(tmp_path, tiny_model, tiny_model_dir
         for key, values in cli_items.items():
             assert items[f"{prefix}_{key}"] == values[: len(items[f"{prefix}_{key}"])], (task, key)
     assert len(items["gsm8k_exact_match_strict_match"]) == 3
+    for task in ("harness_mmlu_cloze", "harness_ceval"):
+        assert_loglikelihoods_equal_cli(model, tok, out, task, batch_size=8)
+
+
+def assert_loglikelihoods_equal_cli(model, tok, out: Path, task: str, batch_size: int) -> None:
+    """The harness's lm-eval LM (FastHFLM, as the suite runs it) on the CLI's requests: within 1e-4, same greedy."""
+    from lm_eval.api.instance import Instance
+
+    cli = []
+    for path in sorted(out.rglob(f"samples_{task}*.jsonl")):
+        for s in map(json.loads, path.read_text("utf-8").splitlines()):
+            if s["filter"] == "none":
+                cli += [((a["arg_0"], a["arg_1"]), float(r[0][0]), str(r[0][1]) == "True")
+                        for a, r in zip(s["arguments"].values(), s["resps"], strict=True)]
+    requests = [Instance("loglikelihood", {}, args, i) for i, (args, _, _) in enumerate(cli)]
+    mine = benchmarks.wrap(model, tok, batch_size, None).loglikelihood(requests, disable_tqdm=True)
+    assert cli and len(mine) == len(cli)
+    for (args, ll, greedy), (my_ll, my_greedy) in zip(cli, mine, strict=True):
+        assert my_ll == pytest.approx(ll, abs=1e-4) and my_greedy == greedy, args
 
 
 def _cli_items(out: Path, task: str) -> dict[str, list[float]]:
@@ -109,6 +128,66 @@ def test_suite_scores_the_shipped_world_with_cis_and_a_batch_invariance_check(tm
     assert set(sanity) == {"mmlu_cloze", "mmlu", "ceval_cloze"}
     for check in sanity.values():
         assert check["requests"] == 8 * 4 and check["same_choices"] and check["max_abs_diff_bs1_bs8"] < 1e-4
+
+
+def smoke_entries(limit: int) -> list[dict]:
+    """The smoke matrix's benchmark entries, each cut to `limit` docs per subtask (GSM8K to 8 new tokens)."""
+    smoke = yaml.safe_load((REPO / "suites" / "smoke.yaml").read_text("utf-8"))["eval"]["benchmarks"]["tasks"]
+    return [{**t, "limit": limit, **({"gen_kwargs": {"max_gen_toks": 8}} if "gen_kwargs" in t else {})}
+            for t in smoke]
+
+
+@pytest.mark.slow
+def test_one_evaluator_call_equals_one_simple_evaluate_per_entry_with_no_pip(tmp_path, monkeypatch):
+    """All five smoke entries in one evaluator call (FastHFLM) give the per-item scores, ids and groups of the
+    old way (one simple_evaluate per entry, stock HFLM), and spawn no process (simple_evaluate runs `pip list`)."""
+    from lm_eval import evaluator, simple_evaluate
+
+    from harness import models
+
+    cell = cell_for(tmp_path, "tiny-world", {"batch_size": 8, "sanity_docs": 2, "tasks": smoke_entries(3)})
+    model, tok = models.load(cell.model)
+    spawned: list = []
+    popen = subprocess.Popen.__init__
+    monkeypatch.setattr(subprocess.Popen, "__init__", lambda self, args, *a, **kw: spawned.append(args)
+                        or popen(self, args, *a, **kw))
+    calls: list = []
+    evaluate = evaluator.evaluate
+    monkeypatch.setattr(evaluator, "evaluate", lambda **kw: calls.append(sorted(kw["task_dict"]["tasks"]))
+                        or evaluate(**kw))
+    new = benchmarks.run(model, tok, cell)
+    assert spawned == []
+    assert len(calls) == 1 and len(calls[0]) == 4 * 3 + 1  # MMLU and C-Eval in both forms (3 subjects), GSM8K
+
+    old: dict = {"_ids": {}, "_groups": {}}
+    for entry, task, folder in benchmarks.prepare(cell.eval.benchmarks, tmp_path):
+        from lm_eval.tasks import TaskManager
+
+        results = simple_evaluate(model=benchmarks.wrap(model, tok, 8, None, fast=False), tasks=[task],
+                                  num_fewshot=entry.num_fewshot, limit=entry.limit,
+                                  task_manager=TaskManager(include_path=str(folder), include_defaults=False),
+                                  gen_kwargs=entry.gen_kwargs, log_samples=True, bootstrap_iters=0,
+                                  cache_requests=False)
+        scores = benchmarks.per_item(results, entry.name)
+        for key in ("_ids", "_groups"):
+            old[key].update(scores.pop(key))
+        old.update(scores)
+    assert any("pip" in str(args) for args in spawned)  # the spy sees the environment dump it guards against
+    assert len(old["gsm8k_exact_match_strict_match"]) == 3 and len(old["mmlu_cloze_acc"]) == 9
+    assert {k: v for k, v in new.items() if k not in ("_timing", "_sanity_batch_invariance")} == old
+    assert set(new["_timing"]) == {"loglikelihood", "generate_until", "other", "sanity"}
+    for check in new["_sanity_batch_invariance"].values():  # FastHFLM's run against stock HFLM at batch 1
+        assert check["max_abs_diff_bs1_run"] < 1e-4 and check["same_choices"]
+
+
+def test_entries_share_one_call_unless_their_task_names_clash():
+    def entry(*tasks, groups=()):
+        return {"tasks": dict.fromkeys(tasks), "groups": dict.fromkeys(groups), "group_map": {}}
+
+    assert benchmarks.share_calls([entry("a1", "a2", groups=["a"]), entry("b"), entry("c")]) == [[0, 1, 2]]
+    # the same hub task twice (say 0- and 5-shot): each copy needs its own call
+    assert benchmarks.share_calls([entry("gsm8k"), entry("mmlu_x", groups=["mmlu"]), entry("gsm8k"),
+                                   entry("x", groups=["mmlu"])]) == [[0, 1], [2, 3]]
 
 
 def test_peft_model_is_scored_as_trained_not_as_its_base(tiny_model):

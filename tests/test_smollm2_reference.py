@@ -1,4 +1,5 @@
-"""The outside reference on a real model: the base SmolLM2's per-item MMLU cloze scores equal lm-eval's own CLI.
+"""The outside reference on a real model: the base SmolLM2's per-item MMLU cloze scores equal lm-eval's own CLI,
+and the harness's log-likelihoods (FastHFLM, shared contexts) equal the CLI's stock HFLM within 1e-4.
 
 Runs where `harness zoo fetch smollm2-135m-instruct` has put the model in the cache and
 ../shared/data holds MMLU; skipped with the reason otherwise. Four subjects, three
@@ -16,7 +17,7 @@ import sys
 import pytest
 import yaml
 from conftest import REPO, SHARED_DATA
-from test_benchmarks import _cli_items
+from test_benchmarks import _cli_items, assert_loglikelihoods_equal_cli
 
 from harness.catalog import ZOO_MODELS
 
@@ -68,5 +69,6 @@ def test_base_smollm2_mmlu_cloze_items_equal_lm_eval_cli(tmp_path, monkeypatch):
     assert set(cli_items) == {"acc", "acc_norm"}
     for key, values in cli_items.items():
         assert items[f"mmlu_cloze_{key}"] == values, key
+    assert_loglikelihoods_equal_cli(model, tok, out, "harness_mmlu_cloze", batch_size=8)
     print(f"\nSmolLM2-135M-Instruct (Q4_1) MMLU cloze, {len(SUBJECTS)} subjects x {LIMIT}: "
           f"acc {cli['acc,none']:.3f}, acc_norm {cli['acc_norm,none']:.3f}, per-item equal to lm-eval's CLI")
