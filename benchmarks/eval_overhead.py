@@ -179,14 +179,16 @@ def ref_safety(model, tok, cell) -> dict:
         ppl: list = [None] * len(said)
         if cell.eval.coherence_max_ppl is not None:  # the base model judges coherence: here, the model in memory
             ppl = []
-            for p, r in zip(prompts, said):
+            for p, r in zip(prompts, said, strict=True):
                 ctx, cont = encode_pair(tok, safety.chat(tok, p), r)
                 x = -_nll_one(model, ctx + cont, len(cont)) / len(cont) if cont else None
                 ppl.append(None if x is None else round(math.exp(min(-x, 700.0)), 4))
-        scores[name] = safety.score(prompts, said, classify, ppl, cell.eval.coherence_max_ppl, cell.eval.on_topic_min)
+        scores[name] = safety.score(prompts, said, classify, ppl, cell.eval.coherence_max_ppl,
+                                    cell.eval.on_topic_min)
         out[f"_refusal_{name}_replies"], out[f"_refusal_{name}_reply_ppl"] = said, ppl
-    out.update({"refusal_harmful": scores["harmful"]["refusal"], "refusal_benign": scores["benign"]["refusal"],
-                "helpful_benign": scores["benign"]["helpful"], "refusal_harmful_keyword": scores["harmful"]["keyword"]})
+    h, b = scores["harmful"], scores["benign"]
+    out.update({"refusal_harmful": h["refusal"], "refusal_benign": b["refusal"], "helpful_benign": b["helpful"],
+                "refusal_harmful_keyword": h["keyword"]})
     return out
 
 
@@ -255,6 +257,14 @@ def _close(a: float, b: float) -> bool:
     return math.isclose(a, b, rel_tol=RTOL, abs_tol=1e-6)
 
 
+def _all_same(xs: list, ys: list) -> bool:
+    """Equal lengths; strings, flags and None equal; numbers within RTOL."""
+    def same(x, y) -> bool:
+        return x == y if isinstance(x, (str, bool)) or x is None or y is None else _close(x, y)
+
+    return len(xs) == len(ys) and all(map(same, xs, ys))
+
+
 def _numbers(xs) -> list:
     """Floats out of nested lists/tuples (log-likelihood responses hold [ll, is_greedy])."""
     if isinstance(xs, (list, tuple)):
@@ -273,15 +283,15 @@ def disagreements(ours: dict, theirs: dict, captured: dict | None = None) -> lis
             bad.append(f"{key}: missing on the harness side")
         elif key.startswith("ppl_"):
             (n1, c1), (n2, c2) = mine, ref
-            wrong = [i for i, (a, b) in enumerate(zip(n1, n2)) if not _close(a, b)]
+            wrong = [i for i, (a, b) in enumerate(zip(n1, n2, strict=False)) if not _close(a, b)]
             if list(c1) != list(c2) or len(n1) != len(n2) or wrong:
                 bad.append(f"{key}: NLLs differ beyond {RTOL} relative at items {wrong[:5]} (or token counts differ)")
         elif key.endswith("_reply_ppl"):
-            if len(mine) != len(ref) or any((a is None) != (b is None) or (a is not None and not _close(a, b))
-                                            for a, b in zip(mine, ref)):
+            if not _all_same(mine, ref):
                 bad.append(f"{key}: reply perplexities differ beyond {RTOL} relative")
         elif list(mine) != list(ref):
-            first = next((i for i, (a, b) in enumerate(zip(mine, ref)) if a != b), min(len(mine), len(ref)))
+            pairs = zip(mine, ref, strict=False)
+            first = next((i for i, (a, b) in enumerate(pairs) if a != b), min(len(mine), len(ref)))
             bad.append(f"{key}: item {first} differs ({len(mine)} vs {len(ref)} items)")
     if captured is not None:  # the harness's own lm-eval samples: responses (log-likelihoods, greedy strings)
         for leaf, samples in theirs.get("_samples", {}).items():
@@ -289,8 +299,7 @@ def disagreements(ours: dict, theirs: dict, captured: dict | None = None) -> lis
             for s in samples:
                 other = mine.get((s["filter"], s["doc_id"]))
                 a, b = _numbers(s["resps"]), _numbers(other["resps"]) if other else None
-                if b is None or len(a) != len(b) or any(
-                        (x != y) if isinstance(x, (str, bool)) else not _close(x, y) for x, y in zip(a, b)):
+                if b is None or not _all_same(a, b):
                     bad.append(f"benchmarks {leaf} doc {s['doc_id']}: responses differ ({a[:4]} vs {(b or [])[:4]})")
                     break
     return bad
@@ -360,7 +369,7 @@ def table(times: dict[str, dict[str, list[tuple[float, float]]]]) -> tuple[list[
     for suite, sides in times.items():
         med = {side: [statistics.median(x[k] for x in runs) for k in (0, 1)] for side, runs in sides.items()}
         for side in tot:
-            tot[side] = [a + b for a, b in zip(tot[side], med[side])]
+            tot[side] = [a + b for a, b in zip(tot[side], med[side], strict=True)]
         rows.append(_row(suite, med))
     rows.append(_row("**total**", tot))
     return rows, tot["harness"][0] / tot["reference"][0], tot["harness"][1] / tot["reference"][1]
@@ -424,8 +433,8 @@ def main(argv: list[str] | None = None) -> int:
             bad += disagreements(ours, theirs, cap.samples if suite == "benchmarks" else None)
         for _ in range(args.repeats):
             for suite in suites:
-                times[suite]["harness"].append(timed(lambda: harness_suite(model, tok, cell, suite))[1:])
-                times[suite]["reference"].append(timed(lambda: reference[suite](model, tok, cell))[1:])
+                times[suite]["harness"].append(timed(lambda s=suite: harness_suite(model, tok, cell, s))[1:])
+                times[suite]["reference"].append(timed(lambda s=suite: reference[s](model, tok, cell))[1:])
     rows, wall, cpu = table(times)
     limits = f"eval.limit {cell.eval.limit}" + (f", benchmark limit {[t.limit for t in cell.eval.benchmarks.tasks]}"
                                                 if cell.eval.benchmarks else "")
