@@ -46,12 +46,11 @@ RTOL = 1e-4
 SUITES = ("perplexity", "task", "benchmarks", "safety")
 
 
-def base_cell(suite: str, limit: int | None, bench_limit: int | None):
+def base_cell(path: Path, limit: int | None, bench_limit: int | None):
     """The matrix's base cell with the matrix's eval settings, `limit` items per suite and per benchmark task."""
     from harness.config import load_matrix
     from harness.matrix import expand
 
-    path = REPO / "suites" / SUITE_FILES[suite]
     spec = load_matrix(path)
     ev = spec.eval
     update: dict = {"limit": limit} if limit else {}
@@ -60,6 +59,16 @@ def base_cell(suite: str, limit: int | None, bench_limit: int | None):
         update["benchmarks"] = ev.benchmarks.model_copy(update={"tasks": tasks})
     spec = spec.model_copy(update={"eval": ev.model_copy(update=update)})
     return next(c for c in expand(spec, path.parent) if c.strategy == "base")
+
+
+def missing_data(cell) -> list[str]:
+    """The cell's local data files and folders that are not there (the shared data sits beside the checkout)."""
+    from harness.paths import resolve_data
+
+    named = [cell.data.path, cell.data.test if isinstance(cell.data.test, str) else None, cell.eval.general_text,
+             cell.eval.safety] + [t.data for t in (cell.eval.benchmarks.tasks if cell.eval.benchmarks else [])]
+    paths = [resolve_data(v, Path(cell.root)) for v in named if v]
+    return [str(p) for p in paths if not p.exists()]
 
 
 def suites_of(cell) -> list[str]:
@@ -390,6 +399,7 @@ def append_results(path: Path, title: str, rows: list[str], ratio_line: str, com
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--suite", choices=sorted(SUITE_FILES), default="tiny")
+    ap.add_argument("--matrix", type=Path, help="another matrix file whose base cell and eval settings to use")
     ap.add_argument("--limit", type=int, help="items per suite (default: tiny 16, smollm2 the file's)")
     ap.add_argument("--bench-limit", type=int, help="docs per lm-eval task (default: tiny 2, smollm2 the file's)")
     ap.add_argument("--repeats", type=int, default=3, help="timed runs of each side, alternating; medians count")
@@ -408,13 +418,16 @@ def main(argv: list[str] | None = None) -> int:
     if os.environ.get("OMP_NUM_THREADS"):
         torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     default_limit, default_bench = DEFAULT_LIMITS[args.suite]
-    cell = base_cell(args.suite, args.limit or default_limit, args.bench_limit or default_bench)
-    if args.suite == "smollm2":
-        from harness.catalog import ZOO_MODELS
+    path = args.matrix or REPO / "suites" / SUITE_FILES[args.suite]
+    cell = base_cell(path, args.limit or default_limit, args.bench_limit or default_bench)
+    from harness.catalog import ZOO_MODELS
 
-        if not ZOO_MODELS.get(cell.model.id).ready():
-            print(f"skipped: {cell.model.id} is not cached; run `harness zoo fetch {cell.model.id}` first")
-            return 0
+    if cell.model.id in ZOO_MODELS.names() and not ZOO_MODELS.get(cell.model.id).ready():
+        print(f"skipped: {cell.model.id} is not cached; run `harness zoo fetch {cell.model.id}` first")
+        return 0
+    if missing := missing_data(cell):
+        print(f"skipped: {path} names data that is not here: {', '.join(missing)}")
+        return 0
     model, tok = models.load(cell.model, Path(cell.root))
     model.eval()
     suites = suites_of(cell)
@@ -438,7 +451,7 @@ def main(argv: list[str] | None = None) -> int:
     rows, wall, cpu = table(times)
     limits = f"eval.limit {cell.eval.limit}" + (f", benchmark limit {[t.limit for t in cell.eval.benchmarks.tasks]}"
                                                 if cell.eval.benchmarks else "")
-    title = f"{args.suite} ({cell.model.id}, {limits}, {args.repeats} repeats, medians)"
+    title = f"{path.stem} ({cell.model.id}, {limits}, {args.repeats} repeats, medians)"
     print(title)
     print("\n".join(rows))
     ratio_line = f"ratio harness / reference: wall {wall:.2f}x, CPU {cpu:.2f}x (target <= 0.5)"

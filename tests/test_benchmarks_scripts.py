@@ -168,3 +168,15 @@ def test_gpu_sh_stops_with_a_message_without_a_gpu(tmp_path):
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert "gpu.sh: nvidia-smi not found: this script needs an NVIDIA GPU and its driver" in done.stderr
+
+
+def test_eval_overhead_skips_a_matrix_whose_data_is_absent(tmp_path, capsys):
+    import yaml
+
+    doc = yaml.safe_load((REPO / "suites" / "smoke.yaml").read_text("utf-8"))
+    doc["eval"]["general_text"] = "nowhere/wiki.test.tokens"
+    path = tmp_path / "m.yaml"
+    path.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    assert script("eval_overhead").main(["--matrix", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"skipped: {path} names data that is not here: {tmp_path / 'nowhere/wiki.test.tokens'}")
