@@ -14,8 +14,9 @@ with plain tools:
   over only the local task folders (no full task index), one call per few-shot / generation setting.
 
 Both sides get one untimed warm-up run, then `--repeats` alternating timed runs; the medians of
-wall time and process CPU time count. Per-item results must agree: accuracies, greedy strings and
-metric values identical, NLLs and log-likelihoods within 1e-4 relative; the script exits 1 if not.
+wall time and CPU time (the process's and its children's) count. Per-item results must agree:
+accuracies, greedy strings and metric values identical, NLLs and log-likelihoods within 1e-4
+relative; the script exits 1 if not.
 Target: harness / reference <= 0.5.
 
     OMP_NUM_THREADS=2 python benchmarks/eval_overhead.py --suite tiny
@@ -346,10 +347,16 @@ class Capture:
 
 # ---- timing, report ---------------------------------------------------------------------------------------------
 
+def cpu_seconds() -> float:
+    """CPU time of this process (all threads) and of its finished children (lm-eval's `pip list`, say)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
 def timed(fn) -> tuple[object, float, float]:
-    wall, cpu = time.perf_counter(), time.process_time()
+    wall, cpu = time.perf_counter(), cpu_seconds()
     out = fn()
-    return out, time.perf_counter() - wall, time.process_time() - cpu
+    return out, time.perf_counter() - wall, cpu_seconds() - cpu
 
 
 def machine() -> str:
@@ -400,8 +407,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--suite", choices=sorted(SUITE_FILES), default="tiny")
     ap.add_argument("--matrix", type=Path, help="another matrix file whose base cell and eval settings to use")
-    ap.add_argument("--limit", type=int, help="items per suite (default: tiny 16, smollm2 the file's)")
-    ap.add_argument("--bench-limit", type=int, help="docs per lm-eval task (default: tiny 2, smollm2 the file's)")
+    ap.add_argument("--limit", type=int, help="items per suite (default: tiny 16, else the file's)")
+    ap.add_argument("--bench-limit", type=int, help="docs per lm-eval task (default: tiny 2, else the file's)")
     ap.add_argument("--repeats", type=int, default=3, help="timed runs of each side, alternating; medians count")
     ap.add_argument("--append-results", action="store_true", help="append the table to benchmarks/RESULTS.md")
     args = ap.parse_args(argv)
@@ -417,7 +424,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if os.environ.get("OMP_NUM_THREADS"):
         torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
-    default_limit, default_bench = DEFAULT_LIMITS[args.suite]
+    default_limit, default_bench = (None, None) if args.matrix else DEFAULT_LIMITS[args.suite]
     path = args.matrix or REPO / "suites" / SUITE_FILES[args.suite]
     cell = base_cell(path, args.limit or default_limit, args.bench_limit or default_bench)
     from harness.catalog import ZOO_MODELS
@@ -444,10 +451,12 @@ def main(argv: list[str] | None = None) -> int:
             if suite == "benchmarks" and not cap.samples:
                 print("note: the harness's lm-eval samples were not captured; benchmark responses not compared")
             bad += disagreements(ours, theirs, cap.samples if suite == "benchmarks" else None)
-        for _ in range(args.repeats):
+        run = {"harness": lambda s: harness_suite(model, tok, cell, s),
+               "reference": lambda s: reference[s](model, tok, cell)}
+        for rep in range(args.repeats):
             for suite in suites:
-                times[suite]["harness"].append(timed(lambda s=suite: harness_suite(model, tok, cell, s))[1:])
-                times[suite]["reference"].append(timed(lambda s=suite: reference[s](model, tok, cell))[1:])
+                for side in ("harness", "reference")[::1 if rep % 2 == 0 else -1]:  # who goes first alternates
+                    times[suite][side].append(timed(lambda s=suite, f=run[side]: f(s))[1:])
     rows, wall, cpu = table(times)
     limits = f"eval.limit {cell.eval.limit}" + (f", benchmark limit {[t.limit for t in cell.eval.benchmarks.tasks]}"
                                                 if cell.eval.benchmarks else "")
