@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# One GPU, under 8 minutes: bf16 matmul rate, the real-model matrix's strategies at a fixed token budget
+# (tokens/s, MFU, peak memory against the dry-run estimate) and eval seconds per suite, on SmolLM2-135M's
+# shape with random weights (or a model folder given as $1). Each part runs in its own process under its
+# own timeout, so one that fails or hangs is reported as not run and the rest still count.
+#
+#   OUT=/tmp/gpu benchmarks/gpu.sh [MODEL_FOLDER]     # -> $OUT/gpu-results.md (also printed), $OUT/gpu.log
+#
+# Installs nothing from the network: only `pip install -e .` (no dependencies) when harness is not importable.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-$(mktemp -d)}
+PY=${PYTHON:-python3}
+TOKENS=${TOKENS:-40000}
+mkdir -p "$OUT"
+LOG="$OUT/gpu.log"
+export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+
+fail() { echo "gpu.sh: $*" >&2; exit 2; }
+command -v nvidia-smi >/dev/null || fail "nvidia-smi not found: this script needs an NVIDIA GPU and its driver"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$LOG" || fail "nvidia-smi failed"
+"$PY" -c 'import torch, sys; sys.exit(not torch.cuda.is_available())' \
+  || fail "$PY's torch has no CUDA ($("$PY" -c 'import torch; print(torch.__version__)' 2>&1))"
+if ! "$PY" -c 'import harness, strategies' 2>/dev/null; then
+  "$PY" -m pip install -q --no-deps --no-build-isolation -e . >>"$LOG" 2>&1 || fail "pip install -e . failed (see $LOG)"
+fi
+
+part() {  # part SECONDS ARGS...: one benchmark part under its own timeout; its failure is logged, not fatal
+  local limit=$1; shift
+  echo "== $* (limit ${limit}s)" | tee -a "$LOG"
+  timeout --kill-after=10 "$limit" "$PY" benchmarks/gpu_bench.py "$@" >>"$LOG" 2>&1 \
+    || echo "   failed or timed out (exit $?): see $LOG" | tee -a "$LOG"
+}
+
+MODEL=${1:-}
+if [ -z "$MODEL" ]; then
+  MODEL="$OUT/model-tmp"
+  part 60 model --dir "$MODEL"
+  NAME="SmolLM2-135M shape (Llama, 30 layers, hidden 576, 9/3 heads, MLP 1536, vocab 49152), random init"
+else
+  NAME="$MODEL"
+fi
+"$PY" - "$OUT/meta.json" "$NAME" "$TOKENS" "benchmarks/gpu.sh ${1:-}" <<'PY'
+import datetime, json, sys
+out, model, tokens, command = sys.argv[1:]
+json.dump({"model": model, "tokens": int(tokens), "command": command.strip(),
+           "date": datetime.date.today().isoformat()}, open(out, "w"))
+PY
+part 40 matmul --json "$OUT/matmul.json"
+for s in full lora qlora adapter prefix; do
+  part 60 train --strategy "$s" --model "$MODEL" --tokens "$TOKENS" --json "$OUT/train-$s.json"
+done
+part 70 eval --model "$MODEL" --json "$OUT/eval.json"
+rm -rf "$OUT/model-tmp"  # 0.5 GB of random weights: not worth bringing back
+"$PY" benchmarks/gpu_bench.py report --dir "$OUT" --output "$OUT/gpu-results.md"

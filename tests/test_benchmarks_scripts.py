@@ -1,0 +1,182 @@
+"""The scripts under benchmarks/: the fair evaluation benchmark runs end to end, the GPU script's CPU-safe parts."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import REPO
+
+
+def script(name: str):
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def env(tmp_path) -> dict:
+    return {**os.environ, "PYTHONPATH": str(REPO), "HARNESS_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+
+
+@pytest.mark.slow
+def test_eval_overhead_tiny_runs_and_both_sides_agree(tmp_path):
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "eval_overhead.py"), "--suite", "tiny",
+                           "--limit", "2", "--bench-limit", "1", "--repeats", "1"],
+                          env=env(tmp_path), capture_output=True, text=True, timeout=1800)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    for suite in ("perplexity", "task", "benchmarks", "safety", "**total**"):
+        assert any(line.startswith(f"| {suite} |") for line in lines), done.stdout
+    assert any(line.startswith("ratio harness / reference: wall ") and "CPU" in line for line in lines), done.stdout
+    assert "per-item results agree on 4 suites" in done.stdout
+    assert "not captured" not in done.stdout  # the harness's lm-eval responses were compared too
+
+
+def test_disagreements_flag_each_kind_of_difference():
+    ev = script("eval_overhead")
+    ours = {"ppl_general": ([10.0, 20.0], [5, 6]), "task_exact_match": [1.0, 0.0], "_predictions": ["a", "b"],
+            "_refusal_benign_reply_ppl": [1.5, None]}
+    assert ev.disagreements(ours, ours) == []
+    assert ev.disagreements(ours, {**ours, "ppl_general": ([10.0005, 20.0], [5, 6])}) == []  # 5e-5 relative
+    assert ev.disagreements(ours, {**ours, "ppl_general": ([10.01, 20.0], [5, 6])}) == [
+        "ppl_general: NLLs differ beyond 0.0001 relative at items [0] (or token counts differ)"]
+    assert ev.disagreements(ours, {**ours, "ppl_general": ([10.0, 20.0], [5, 7])})  # a token count differs
+    assert ev.disagreements(ours, {**ours, "_predictions": ["a", "c"]}) == [
+        "_predictions: item 1 differs (2 vs 2 items)"]
+    assert ev.disagreements(ours, {**ours, "_refusal_benign_reply_ppl": [1.5, 2.0]})  # scored vs empty reply
+    assert ev.disagreements({}, {"task_bleu": [1.0]}) == ["task_bleu: missing on the harness side"]
+    sample = {"filter": "none", "doc_id": 0, "resps": [[[-1.25, False]], [[-2.5, True]]]}
+    theirs = {"_samples": {"mmlu_x": [sample]}}
+    assert ev.disagreements({}, theirs, {"mmlu_x": [sample]}) == []
+    moved = {**sample, "resps": [[[-1.26, False]], [[-2.5, True]]]}
+    assert ev.disagreements({}, theirs, {"mmlu_x": [moved]})[0].startswith("benchmarks mmlu_x doc 0: responses differ")
+
+
+def test_eval_overhead_table_takes_medians_and_sums_them():
+    ev = script("eval_overhead")
+    times = {"task": {"harness": [(1.0, 0.5), (3.0, 1.5), (2.0, 1.0)], "reference": [(4.0, 2.0)] * 3},
+             "safety": {"harness": [(1.0, 1.0)] * 3, "reference": [(2.0, 2.0), (6.0, 6.0), (4.0, 4.0)]}}
+    rows, wall, cpu = ev.table(times)
+    assert rows[2] == "| task | 2.00 | 4.00 | 0.50x | 1.00 | 2.00 | 0.50x |"
+    assert rows[3] == "| safety | 1.00 | 4.00 | 0.25x | 1.00 | 4.00 | 0.25x |"
+    assert rows[4] == "| **total** | 3.00 | 8.00 | 0.38x | 2.00 | 6.00 | 0.33x |"
+    assert (wall, cpu) == (3 / 8, 2 / 6)
+
+
+def test_eval_overhead_rejects_bad_arguments(capsys):
+    ev = script("eval_overhead")
+    with pytest.raises(SystemExit) as e:
+        ev.main(["--suite", "tiny", "--repeats", "0"])
+    assert e.value.code == 2 and "--repeats must be at least 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        ev.main(["--suite", "llama"])
+    assert e.value.code == 2 and "invalid choice: 'llama'" in capsys.readouterr().err
+
+
+TINY_SHAPE = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=1, num_attention_heads=4,
+                  num_key_value_heads=2)
+
+
+def test_gpu_bench_config_has_smollm2s_shape():
+    config = script("gpu_bench").smollm2_config()
+    assert (config.model_type, config.num_hidden_layers, config.hidden_size, config.intermediate_size) == (
+        "llama", 30, 576, 1536)
+    assert (config.num_attention_heads, config.num_key_value_heads, config.vocab_size) == (9, 3, 49152)
+    assert config.tie_word_embeddings  # SmolLM2-135M ties its embeddings: 134.5M parameters, not 162.9M
+
+
+def test_gpu_bench_model_folder_and_matrix_follow_the_real_matrix(tmp_path):
+    from harness import models
+
+    gb = script("gpu_bench")
+    folder = gb.write_model(tmp_path / "m", **TINY_SHAPE)
+    cells = gb.matrix_cells(folder, tmp_path, tokens=300, batch_size=None, eval_limit=3)
+    assert [(c.strategy, c.params.get("r")) for c in cells] == [
+        ("base", None), ("full", None), ("lora", 16), ("qlora", 16), ("adapter", None), ("prefix", None)]
+    assert {c.train.batch_size for c in cells} == {4} and cells[1].train.learning_rate == 1e-4  # smollm2's
+    assert cells[0].budget["tokens"] == 300 and cells[0].eval.limit == 3
+    assert cells[0].eval.suites == ["perplexity", "task", "benchmarks", "safety"]
+    model, tok = models.load(cells[0].model, tmp_path)
+    assert model.config.vocab_size == 49152 and model.config.num_hidden_layers == 1
+
+
+@pytest.mark.slow
+def test_gpu_bench_trains_a_strategy_on_cpu_to_the_exact_budget(tmp_path):
+    gb = script("gpu_bench")
+    cells = gb.matrix_cells(gb.write_model(tmp_path / "m", **TINY_SHAPE), tmp_path, 300, None, 2)
+    out = gb.train_one(next(c for c in cells if c.strategy == "lora"), tmp_path)
+    assert out["tokens"] == 300 and out["steps"] >= 1 and out["peak_allocated_mb"] is None  # no CUDA here
+    assert out["flops"] > 0 and out["estimate_mb"] > 0 and out["strategy"] == "lora r=16 lr=0.001"
+
+
+def test_gpu_bench_report_computes_mfu_and_names_missing_parts(tmp_path):
+    import json
+
+    gb = script("gpu_bench")
+    (tmp_path / "matmul.json").write_text(json.dumps({"size": 8192, "iters": 30, "seconds": 1.0, "tflops": 500.0,
+                                                      "device": "NVIDIA H200", "torch": "2.13", "cuda": "12.8"}))
+    (tmp_path / "meta.json").write_text(json.dumps({"model": "SmolLM2-135M shape", "tokens": 40000,
+                                                    "command": "benchmarks/gpu.sh", "date": "2026-12-01"}))
+    (tmp_path / "train-lora.json").write_text(json.dumps(
+        {"strategy": "lora r=16", "tokens": 40000, "seconds": 4.0, "tokens_per_second": 10000.0, "flops": 2e14,
+         "peak_allocated_mb": 3000.0, "estimate_mb": 2000.0}))
+    (tmp_path / "train-qlora.json").write_text(json.dumps({"strategy": "qlora r=16", "skipped": "not applicable"}))
+    (tmp_path / "eval.json").write_text(json.dumps({"limit": 16, "seconds": {"perplexity": 1.5, "task": 2.25}}))
+    text = gb.markdown(tmp_path)
+    assert text.startswith("## GPU: NVIDIA H200 (2026-12-01)")
+    assert "budget 40,000 tokens" in text and "**500 TFLOP/s**" in text
+    # 2e14 FLOPs in 4 s = 50 TFLOP/s = 10% of 500; peak 3,000 MB over the 2,000 MB estimate
+    assert "| lora r=16 | 40,000 | 10,000 | 50.0 | 10.0% | 3,000 | 2,000 | 1.50x |" in text
+    assert "| qlora r=16 | not applicable |" in text
+    assert "| full | not run (failed or timed out: see gpu.log) |" in text
+    assert "| perplexity (limit 16) | 1.5 |" in text and "| **total** | 3.8 |" in text
+    assert gb.main(["report", "--dir", str(tmp_path), "--device", "H200 (lent)", "--output",
+                    str(tmp_path / "gpu-results.md")]) == 0
+    assert (tmp_path / "gpu-results.md").read_text().startswith("## GPU: H200 (lent) (2026-12-01)")
+
+
+def test_gpu_bench_arguments_and_no_cuda_fail_clearly(tmp_path, capsys):
+    import torch
+
+    gb = script("gpu_bench")
+    with pytest.raises(SystemExit) as e:
+        gb.parse(["train", "--model", "m", "--strategy", "bitfit", "--json", "x.json"])
+    assert e.value.code == 2 and "invalid choice: 'bitfit'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        gb.parse(["train", "--model", "m", "--strategy", "lora", "--tokens", "0", "--json", "x.json"])
+    assert e.value.code == 2 and "--tokens must be at least 1, got 0" in capsys.readouterr().err
+    args = gb.parse(["eval", "--model", "m", "--json", "x.json"])
+    assert (args.tokens, args.eval_limit, args.batch_size) == (40000, 16, None)
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: the no-CUDA message cannot be shown")
+    with pytest.raises(SystemExit) as e:
+        gb.main(["matmul", "--json", str(tmp_path / "m.json")])
+    assert "gpu_bench: CUDA is not available" in str(e.value) and "needs one NVIDIA GPU" in str(e.value)
+    assert not (tmp_path / "m.json").exists()
+
+
+def test_gpu_sh_stops_with_a_message_without_a_gpu(tmp_path):
+    import shutil
+
+    if shutil.which("nvidia-smi"):
+        pytest.skip("nvidia-smi is on PATH here")
+    done = subprocess.run(["bash", str(REPO / "benchmarks" / "gpu.sh")], env={**env(tmp_path), "OUT": str(tmp_path)},
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "gpu.sh: nvidia-smi not found: this script needs an NVIDIA GPU and its driver" in done.stderr
+
+
+def test_eval_overhead_skips_a_matrix_whose_data_is_absent(tmp_path, capsys):
+    import yaml
+
+    doc = yaml.safe_load((REPO / "suites" / "smoke.yaml").read_text("utf-8"))
+    doc["eval"]["general_text"] = "nowhere/wiki.test.tokens"
+    path = tmp_path / "m.yaml"
+    path.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    assert script("eval_overhead").main(["--matrix", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"skipped: {path} names data that is not here: {tmp_path / 'nowhere/wiki.test.tokens'}")
