@@ -10,6 +10,10 @@ import pytest
 for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
     os.environ.setdefault(var, "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# One intra-op thread in each test process and in every process a test starts (they inherit it): the README's
+# command runs two pytest-xdist workers on CI's two cores, and the tiny models here gain nothing from more threads.
+for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(var, "1")
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -47,3 +51,15 @@ def tiny_model(tiny_model_dir):
     from harness.models import load
 
     return load(ModelSpec(id=str(tiny_model_dir)))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def harness_cache(tmp_path_factory):
+    """lm-eval task configs (and the datasets cache kept beside them) in this worker's own folder, not ~/.cache:
+    parallel workers never build one folder at once, and a test run leaves the user's cache alone."""
+    if os.environ.get("HARNESS_CACHE"):  # the caller chose one
+        yield
+        return
+    os.environ["HARNESS_CACHE"] = str(tmp_path_factory.mktemp("harness-cache"))
+    yield
+    del os.environ["HARNESS_CACHE"]

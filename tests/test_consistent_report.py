@@ -210,7 +210,8 @@ NOISE = ("Warning", "WARNING", "warn(", "kernels-community", "pretrained", "13-g
 
 
 @pytest.mark.slow
-def test_a_run_prints_no_library_noise_supersedes_old_cells_and_compares_equal_to_itself(tmp_path, tiny_model_dir):
+def test_a_run_prints_no_library_noise_supersedes_old_cells_and_compares_equal_to_itself(tmp_path, tiny_model_dir,
+                                                                                         capsys):
     import shutil
 
     shutil.copytree(TINY_WORLD / "data" / "record", tmp_path / "record")
@@ -223,7 +224,7 @@ def test_a_run_prints_no_library_noise_supersedes_old_cells_and_compares_equal_t
         return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True, text=True, env=env,
                               timeout=1800)
 
-    first = run("run", "--matrix", str(matrix), "--out", str(out))
+    first = run("run", "--matrix", str(matrix), "--out", str(out))  # the real terminal: runner and cell processes
     assert first.returncode == 0, first.stderr
     terminal = first.stdout + first.stderr
     assert not [n for n in NOISE if n in terminal], terminal
@@ -235,9 +236,10 @@ def test_a_run_prints_no_library_noise_supersedes_old_cells_and_compares_equal_t
     assert result["env"]["cpus"] >= 1 and result["env"]["load_start"] is not None
     assert result["env"]["load_end"] is not None
     old = _older_copy(out, result, "4.0.0")
-    assert run("compare", str(out), str(out)).returncode == 0  # the stale copy is left out, not paired twice
-    second = run("run", "--matrix", str(matrix), "--out", str(out))
-    assert second.returncode == 0 and "moved 1 result(s) of another version or config aside" in second.stdout
+    capsys.readouterr()  # what follows reads what the commands print; nothing is left to train: in-process
+    assert main(["compare", str(out), str(out)]) == 0  # the stale copy is left out, not paired twice
+    assert main(["run", "--matrix", str(matrix), "--out", str(out)]) == 0
+    assert "moved 1 result(s) of another version or config aside" in capsys.readouterr().out
     assert old["id"] not in store.stored_ids(out)
     aside = next((out / "aside").iterdir())
     assert aside.name.endswith("-superseded") and (aside / "cells" / f"{old['id']}.json").is_file()
@@ -246,5 +248,4 @@ def test_a_run_prints_no_library_noise_supersedes_old_cells_and_compares_equal_t
     assert sorted(len(r["seeds"]) for r in summary["rows"]) == [1, 1]
     md = (out / "LEADERBOARD.md").read_text("utf-8")
     assert "- **Cells:** 2 (2 ok)" in md and "**Left out:**" not in md and "## Takeaways" in md
-    again = run("compare", str(out), str(out))
-    assert again.returncode == 0 and "0 regressed" in again.stdout
+    assert main(["compare", str(out), str(out)]) == 0 and "0 regressed" in capsys.readouterr().out

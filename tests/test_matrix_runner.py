@@ -52,7 +52,9 @@ def test_failing_cells_get_their_status_and_the_others_finish(tmp_path, tiny_mod
     strategies = ("[full, {name: full, train: {learning_rate: 1.0e+30}}, "
                   "{name: lora, params: {target_modules: [no_such_layer]}}]")
     out = tmp_path / "out"
-    assert main(["run", "--matrix", str(write_matrix(tmp_path, tiny_model_dir, strategies)), "--out", str(out)]) == 1
+    # in-process: a cell's exception is caught there too; a crashing child process is test_runner's crash test
+    path = write_matrix(tmp_path, tiny_model_dir, strategies)
+    assert main(["run", "--matrix", str(path), "--out", str(out), "--in-process"]) == 1
     results = by_label(out)
     assert results["base"]["status"] == "ok" and results["full"]["status"] == "ok"
     assert results["full lr=1e+30"]["status"] == "diverged"
@@ -84,7 +86,7 @@ def test_kill_9_mid_matrix_then_rerun_keeps_finished_results_byte_identical(tmp_
     finished = {p.name: p.read_bytes() for p in (out / "cells").glob("*.json")}
     finished_items = {p.name: p.read_bytes() for p in (out / "items").glob("*.json")}
     assert 1 <= len(finished) < 4
-    assert main(["run", "--matrix", str(path), "--out", str(out)]) == 0
+    assert main(["run", "--matrix", str(path), "--out", str(out), "--in-process"]) == 0  # resumes either way
     assert {r["status"] for r in store.load_all(out)} == {"ok"} and len(store.load_all(out)) == 4
     assert finished == {name: (out / "cells" / name).read_bytes() for name in finished}
     assert finished_items == {name: (out / "items" / name).read_bytes() for name in finished_items}

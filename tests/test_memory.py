@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO
 
+pytestmark = pytest.mark.xdist_group("memory_probes")  # one worker runs the six probe processes, once
 SMOKE_PREFIXES = ("full", "lora r=16", "qlora", "adapter", "prefix", "bitfit")
 STEPS = 3
 

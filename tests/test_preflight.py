@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import ast
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -305,17 +302,15 @@ def test_mostly_truncated_training_data_is_a_warning(tmp_path, capsys):
 
 # --- run: nothing starts on a bad matrix; warnings reach the leaderboard -----------------------------------------
 
-def test_a_bad_benchmark_file_exits_2_with_no_cell_trained(tmp_path):
+def test_a_bad_benchmark_file_exits_2_with_no_cell_trained(tmp_path, capsys, monkeypatch):
     _gsm8k(tmp_path / "gsm", ["So 1. #### 1", "it is two"])
     path = _matrix(tmp_path, eval={"suites": ["perplexity", "benchmarks"],
                                    "benchmarks": {"tasks": [{"task": "gsm8k", "data": "gsm"}]}})
     out = tmp_path / "results"
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.run([sys.executable, "-m", "harness", "run", "--matrix", str(path), "--out", str(out)],
-                          capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)
-    assert proc.returncode == 2
-    assert "gsm/test.jsonl:2: answer has no '#### <number>' line" in proc.stderr
-    assert "Traceback" not in proc.stderr
+    monkeypatch.chdir(tmp_path)  # in-process: preflight refuses before any cell's process would start
+    code, _, err = _cli(capsys, "run", "--matrix", str(path), "--out", str(out))
+    assert code == 2
+    assert "gsm/test.jsonl:2: answer has no '#### <number>' line" in err
     assert not out.exists()  # no cells/, no logs/, no lock: nothing started
 
 

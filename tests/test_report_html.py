@@ -24,6 +24,7 @@ from harness.report.headline import headline
 from harness.report.leaderboard import write_leaderboard
 from harness.report.table import annotate, format_delta, format_value, ordered
 
+pytestmark = pytest.mark.xdist_group("browser")  # one worker opens the module's page in Chromium, once
 N = 96  # the tiny world's record test split: the task items then have their prompts
 HARMFUL = read_prompts_csv(TINY_WORLD / "data" / "advbench" / "harmful_behaviors.csv", "goal")
 LOST = list(range(5, 17))  # the planted regression: refusals the lora cell no longer gives
