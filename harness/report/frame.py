@@ -19,6 +19,7 @@ import numpy as np
 
 from harness import store
 from harness.env import VERSIONED
+from harness.matrix import evaluation
 
 BASE = "base"  # the strategy name of a matrix's untrained base cell
 # Keys of result["cell"] that do not make a different experiment: seeds are repeats of one.
@@ -60,22 +61,32 @@ def unverified(results: list[dict]) -> int:
 SET_KEYS = ("matrix", "data", "budget", "eval")
 
 
-def set_key(result: dict) -> str:
-    """Results with equal keys were measured by the same code and packages on the same data, budget and evals."""
+def set_key(result: dict, evaluation_only: bool = False) -> str:
+    """Results with equal keys were measured by the same code and packages on the same data, budget and evals.
+
+    `evaluation_only`: the training-only keys left out (matrix.evaluation), which is all a base cell depends on."""
     packages = (result.get("env") or {}).get("packages") or {}
-    return json.dumps({"versions": {p: packages.get(p) for p in VERSIONED},
-                       **{k: result["cell"].get(k) for k in SET_KEYS}}, sort_keys=True)
+    cell = {**evaluation(result["cell"]), "matrix": result["cell"].get("matrix")} if evaluation_only else result["cell"]
+    return json.dumps({"versions": {p: packages.get(p) for p in VERSIONED}, **{k: cell.get(k) for k in SET_KEYS}},
+                      sort_keys=True)
 
 
 def current_set(results: list[dict]) -> tuple[list[dict], list[dict]]:
-    """(the newest run's set, the rest): the cells sharing the set key of the most recently finished cell.
+    """(the newest run's set, the rest): the cells sharing the set key of the most recently finished trained cell
+    (base cells: its evaluation-only key, since a base result outlives a change of budget or training).
 
     A run with its matrix moves the rest aside (runner.supersede); without the matrix this is the one
     consistent set a folder can report, and the report says what it left out."""
     if not results:
         return [], []
-    newest = set_key(max(results, key=lambda r: (r.get("finished_at") or r.get("started_at") or "", r["id"])))
-    return [r for r in results if set_key(r) == newest], [r for r in results if set_key(r) != newest]
+    trained = [r for r in results if r["cell"]["strategy"] != BASE] or results
+    newest = max(trained, key=lambda r: (r.get("finished_at") or r.get("started_at") or "", r["id"]))
+    full, evaluated = set_key(newest), set_key(newest, evaluation_only=True)
+
+    def current(r: dict) -> bool:
+        return set_key(r, evaluation_only=True) == evaluated if r["cell"]["strategy"] == BASE else set_key(r) == full
+
+    return [r for r in results if current(r)], [r for r in results if not current(r)]
 
 
 def load_items(results_dir: Path, cell_id: str) -> dict:

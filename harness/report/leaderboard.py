@@ -187,7 +187,8 @@ def header(results: list[dict], results_dir: Path, title: str, left_out: list[di
                      for d in map(json.loads, _unique(c.get("data") or {} for c in cells)) if d)
     data += "".join(f"; {n:,} of {total:,} training examples truncated to max_length"
                     + (f" (`{m}`)" if len(cut) > 1 else "") for m, (n, total) in cut.items())
-    budgets = "; ".join(_budget(json.loads(b)) for b in _unique(c.get("budget") or {} for c in cells))
+    trained = [c for c in cells if c.get("strategy") != BASE] or cells  # a base result may outlive a budget change
+    budgets = "; ".join(_budget(json.loads(b)) for b in _unique(c.get("budget") or {} for c in trained))
     seeds = ", ".join(str(s) for s in sorted(set(c.get("seed", 0) for c in cells)))
     suites = ", ".join(_unique(s for c in cells for s in (c.get("eval") or {}).get("suites", [])))
     statuses = ", ".join(f"{n} {s}" for s, n in Counter(r["status"] for r in results).items())
