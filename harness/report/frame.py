@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness import store
+from harness import store, timing
 from harness.env import VERSIONED
 from harness.matrix import evaluation
 
@@ -66,7 +66,9 @@ def set_key(result: dict, evaluation_only: bool = False) -> str:
 
     `evaluation_only`: the training-only keys left out (matrix.evaluation), which is all a base cell depends on."""
     packages = (result.get("env") or {}).get("packages") or {}
-    cell = {**evaluation(result["cell"]), "matrix": result["cell"].get("matrix")} if evaluation_only else result["cell"]
+    cell = result["cell"]
+    if evaluation_only:
+        cell = {**evaluation(cell), "matrix": cell.get("matrix")}
     return json.dumps({"versions": {p: packages.get(p) for p in VERSIONED}, **{k: cell.get(k) for k in SET_KEYS}},
                       sort_keys=True)
 
@@ -116,6 +118,21 @@ def _usage(results: list[dict]) -> dict:
     return out
 
 
+def _timing(results: list[dict]) -> dict:
+    """Wall seconds per phase kind and per eval suite (harness.timing), averaged over seeds; {} before timing."""
+    timed = [r["timing"] for r in results if isinstance(r.get("timing"), dict)]
+    if not timed:
+        return {}
+    kinds = dict.fromkeys(p.get("phase") for t in timed for p in t.get("phases") or [])
+    suites = dict.fromkeys(n for t in timed for n in timing.suite_seconds(t))
+    tasks = dict.fromkeys(n for t in timed for n in t.get("benchmark_tasks") or {})
+    return {"phases": {k: float(np.mean([timing.seconds(t, k) or 0.0 for t in timed])) for k in kinds},
+            "suites": {n: float(np.mean([timing.suite_seconds(t).get(n, 0.0) for t in timed])) for n in suites},
+            "benchmark_tasks": {n: float(np.mean([(t.get("benchmark_tasks") or {}).get(n, 0.0) for t in timed]))
+                                for n in tasks},
+            "wall_seconds": float(np.mean([t.get("wall_seconds") or 0.0 for t in timed]))}
+
+
 def _metrics(results: list[dict]) -> dict:
     """Per metric: value (mean over seeds), the interval (mean of the per-seed bounds), std over seeds, n items."""
     names = dict.fromkeys(n for r in results for n in (r.get("metrics") or {}))
@@ -163,7 +180,8 @@ def row(group: list[dict]) -> dict:
         "lr_trials": first.get("lr_trials") or [],
         "trainable_params": first.get("trainable_params"), "total_params": first.get("total_params"),
         "artifact_bytes": first.get("artifact_bytes"), "usage": _usage(measured), "metrics": _metrics(measured),
-        "high_load": any(high_load(r) for r in measured),
+        "high_load": any(high_load(r) for r in measured), "timing": _timing(measured),
+        "reused_from": first.get("reused_from"),
     }
 
 
