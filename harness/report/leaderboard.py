@@ -264,7 +264,8 @@ def time_section(rows: list[dict]) -> list[str]:
             "start is the cell process's interpreter start and imports; the phases and other sum to total.")
     if any(r.get("reused_from") for r in timed):
         note += " A reused base result shows the seconds of the run that measured it."
-    return ["## Where the time went", "", note, "", pd.DataFrame(recs).to_markdown(index=False), ""]
+    return ["## Where the time went", "", note, "", pd.DataFrame(recs).to_markdown(index=False, disable_numparse=True),
+            ""]
 
 
 RULES = (
