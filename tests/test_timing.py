@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import time
 
+import pandas as pd
 import pytest
 from conftest import TINY_WORLD
 from fake_results import binary, save_cell
@@ -94,3 +95,6 @@ def test_the_leaderboard_shows_train_and_eval_seconds_and_where_the_time_went(tm
     assert [c.strip() for c in lora.split("|")[2:-1]] == ["23.5", "1.0", "–", "–", "–", "12.0", "4.0", "6.0", "0.5",
                                                           "mmlu 5.5"]
     assert "| old" not in section
+    csv = pd.read_csv(d / "summary.csv").set_index("label")
+    assert csv.loc["lora", "seconds_train"] == 12.0 and csv.loc["lora", "seconds_eval_benchmarks"] == 6.0
+    assert csv.loc["base", "seconds_eval"] == 3.25 and pd.isna(csv.loc["old", "seconds_eval"])
