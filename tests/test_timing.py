@@ -98,3 +98,5 @@ def test_the_leaderboard_shows_train_and_eval_seconds_and_where_the_time_went(tm
     csv = pd.read_csv(d / "summary.csv").set_index("label")
     assert csv.loc["lora", "seconds_train"] == 12.0 and csv.loc["lora", "seconds_eval_benchmarks"] == 6.0
     assert csv.loc["base", "seconds_eval"] == 3.25 and pd.isna(csv.loc["old", "seconds_eval"])
+    html = (d / "report.html").read_text("utf-8")
+    assert "<th>eval benchmarks s</th>" in html and "<th>train s</th>" in html
