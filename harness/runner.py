@@ -101,8 +101,8 @@ def run_isolated(cell: Cell, results_dir: Path, on_progress=None, threads: int |
     """The cell in a child process; its output goes to logs/<id>.log, a crash becomes a `failed` result.
 
     The child appends JSON lines to logs/<id>.progress.jsonl: `{"phase": ...}` when a phase
-    starts (the watchdog's clock) and `{"tokens", "loss", ...}` while it trains (`on_progress`
-    gets those). The child is killed if this process stops waiting for it (Ctrl-C, an error).
+    starts (the watchdog's clock), `{"tokens", "loss", ...}` while it trains and `{"suite", "index",
+    "total", "seconds"}` as each eval suite starts (seconds None) and ends (`on_progress` gets those two). The child is killed if this process stops waiting for it (Ctrl-C, an error).
     """
     started = time.time()
     logs = results_dir / "logs"
