@@ -6,8 +6,8 @@
     result["timing"] = clock.record()     # {"phases": [...], "wall_seconds", "cpu_seconds", "benchmark_tasks"}
 
 A phase record is {"phase", "name"?, "wall", "cpu"}: phases are start (interpreter start and imports,
-from the runner's spawn time), load, prepare, data, train (one record per learning-rate trial and
-the final), eval (one per suite), sanity and store. They do not overlap, so their wall seconds and
+from the runner's spawn time), load, sanity, prepare, data, train (one record per learning-rate trial,
+or the final run), artifact, eval (one per suite) and store. They do not overlap, so their wall seconds and
 `other` sum to `wall_seconds`. `benchmark_tasks` ({task: seconds}, from the benchmarks suite) lies
 inside the benchmarks suite's record and is not added again.
 """
