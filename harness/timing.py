@@ -21,6 +21,8 @@ SPAWNED_ENV = "HARNESS_SPAWNED_AT"  # time.time() when the runner started the ce
 
 
 class Clock:
+    """One cell's phase records; `started` before now adds the process's own start as the first."""
+
     def __init__(self, started: float | None = None):
         now = time.time()
         self.started = started if started is not None and started <= now else now
