@@ -15,12 +15,12 @@ import os
 import shutil
 import sys
 import tempfile
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 from harness import env, models, procs, store, tracking
 from harness.matrix import BASE, Cell, resolve_params
+from harness.timing import SPAWNED_ENV, Clock
 
 
 def _artifact_bytes(strategy, model) -> int:
@@ -40,20 +40,34 @@ def _phase(progress_file: Path | None, name: str) -> None:
             f.write(json.dumps({"phase": name}) + "\n")
 
 
-def run_cell(cell: Cell, results_dir: Path, progress=print, progress_file: Path | None = None) -> dict | None:
-    """The cell's result (also stored); None on the non-zero ranks of a torchrun cell, which only train."""
-    from transformers import set_seed
+def _suite_line(progress_file: Path | None):
+    """What the runner's progress shows for each suite: {"suite", "index", "total", "seconds" (None at its start)}."""
+    def on_suite(name: str, index: int, total: int, seconds: float | None) -> None:
+        if progress_file and int(os.environ.get("RANK", "0")) == 0:
+            with open(progress_file, "a", encoding="utf-8") as f:
+                f.write(json.dumps({"suite": name, "index": index, "total": total, "seconds": seconds}) + "\n")
+    return on_suite
 
-    from harness.budget import MemoryMonitor
-    from harness.tuning import fit
 
-    import strategies  # noqa: F401  (registers the built-ins)
-    from harness.data.report import epochs, prepare_train
-    from harness.evals import sanity
-    from harness.evals.suites import run_suites
-    from strategies.base import STRATEGIES, count_trainable
+def run_cell(cell: Cell, results_dir: Path, progress=print, progress_file: Path | None = None,
+             spawned_at: float | None = None) -> dict | None:
+    """The cell's result (also stored); None on the non-zero ranks of a torchrun cell, which only train.
 
-    started = time.time()
+    `spawned_at` (time.time() when the runner started this process) makes the interpreter's start and
+    imports the first phase of result["timing"] (harness.timing)."""
+    clock = Clock(spawned_at)
+    with clock.phase("start", "imports"):
+        from transformers import set_seed
+
+        from harness.budget import MemoryMonitor
+        from harness.tuning import fit
+
+        import strategies  # noqa: F401  (registers the built-ins)
+        from harness.data.report import epochs, prepare_train
+        from harness.evals import sanity
+        from harness.evals.suites import run_suites
+        from strategies.base import STRATEGIES, count_trainable
+
     root = Path(cell.root)
     result = {"id": cell.id, "label": cell.label, "matrix": cell.matrix, "cell": cell.model_dump(mode="json"),
               "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "env": env.capture()}
@@ -65,55 +79,67 @@ def run_cell(cell: Cell, results_dir: Path, progress=print, progress_file: Path 
     load_kwargs = strategy.load_kwargs(params) if hasattr(strategy, "load_kwargs") else {}
     memory = MemoryMonitor().start() if strategy else None  # baseline before the weights, not the libraries
     _phase(progress_file, "load")
-    model, tok = models.load(cell.model, root, **load_kwargs)
-    base_logits = sanity.base_logits(model, tok) if strategy is not None else None  # before prepare changes weights
-    base_generations = sanity.base_generations(model, tok) if strategy is not None else None
+    with clock.phase("load"):
+        model, tok = models.load(cell.model, root, **load_kwargs)
+    with clock.phase("sanity", "base references"):  # before prepare changes weights
+        base_logits = sanity.base_logits(model, tok) if strategy is not None else None
+        base_generations = sanity.base_generations(model, tok) if strategy is not None else None
     result["total_params"] = sum(p.numel() for p in model.parameters())
     status, reason = "ok", None
     if strategy is None:
         result["trainable_params"] = 0
     else:
         if reason := strategy.check(model, params):
-            return _finish(results_dir, result, "not_applicable", reason, started)
+            return _finish(results_dir, result, "not_applicable", reason, clock)
         _phase(progress_file, "prepare")
-        model = strategy.prepare(model, params)
+        with clock.phase("prepare"):
+            model = strategy.prepare(model, params)
         result["trainable_params"] = count_trainable(model)
         _phase(progress_file, "train")
-        examples = prepare_train(cell, tok, results_dir, progress)
+        with clock.phase("data"):
+            examples = prepare_train(cell, tok, results_dir, progress)
         progress(f"  train {cell.label}: {len(examples)} examples, {cell.budget['tokens']:,} tokens")
         model, usage, trials = fit(cell, strategy, params, model, tok, examples,
                                    lambda: models.load(cell.model, root, **load_kwargs)[0], memory, progress_file,
-                                   packing=cell.data.packing, tracking=tracking.trainer_kwargs(results_dir, cell.label))
+                                   clock=clock, packing=cell.data.packing,
+                                   tracking=tracking.trainer_kwargs(results_dir, cell.label))
         usage["epochs"] = epochs(results_dir, cell)
         if int(os.environ.get("RANK", "0")) != 0:
             return None  # rank 0 evaluates and stores; the others only helped train
         result["usage"] = usage
         if trials:
             result["lr_trials"] = trials
-        result["artifact_bytes"] = _artifact_bytes(strategy, model)
+        with clock.phase("artifact"):
+            result["artifact_bytes"] = _artifact_bytes(strategy, model)
         if usage["stopped_by"] == "nan":
-            return _finish(results_dir, result, "diverged", "loss became NaN/inf during training", started)
+            return _finish(results_dir, result, "diverged", "loss became NaN/inf during training", clock)
         if usage["stopped_by"] in ("time", "memory"):
             status, reason = "over_budget", f"stopped by the {usage['stopped_by']} cap before the token budget"
     _phase(progress_file, "evaluate")
-    metrics, items = run_suites(model, tok, cell, progress)
+    metrics, items = run_suites(model, tok, cell, progress, clock=clock, on_suite=_suite_line(progress_file))
     result["metrics"] = metrics
-    result["sanity"] = sanity.check(model, tok, cell.model, strategy is not None, base_logits, base_generations)
+    with clock.phase("sanity"):
+        result["sanity"] = sanity.check(model, tok, cell.model, strategy is not None, base_logits, base_generations)
     if failure := result["sanity"].get("failure"):  # generated scores are not this model's: not a result
         progress(f"  FAILED {failure}")
         status, reason = "failed", f"{reason}; {failure}" if reason else failure
     if warning := result["sanity"].get("warning"):
         progress(f"  WARNING {warning}")
         reason = f"{reason}; {warning}" if reason else warning
-    return _finish(results_dir, result, status, reason, started, items)
+    return _finish(results_dir, result, status, reason, clock, items)
 
 
-def _finish(results_dir: Path, result: dict, status: str, reason: str | None, started: float,
+def _finish(results_dir: Path, result: dict, status: str, reason: str | None, clock: Clock,
             items: dict | None = None) -> dict:
-    result.update(status=status, reason=reason, wall_seconds=round(time.time() - started, 1),
+    items_sha = None
+    if items is not None:  # items first (as store.save does), so that their writing is timed too
+        with clock.phase("store"):
+            items_sha = store.save_items(results_dir, result["id"], items)
+    timing = clock.record()
+    result.update(status=status, reason=reason, wall_seconds=round(timing["wall_seconds"], 1), timing=timing,
                   finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
     result["env"]["load_end"] = env.load_average()
-    store.save(results_dir, result, items)
+    store.save(results_dir, result, items_sha256=items_sha)
     return result
 
 
@@ -123,7 +149,9 @@ def main(argv: list[str] | None = None) -> int:
     procs.hold_writer_lock(Path(results_dir))
     cell = Cell.model_validate_json(Path(cell_json).read_text("utf-8"))
     progress_file = os.environ.get("HARNESS_PROGRESS_FILE")
-    run_cell(cell, Path(results_dir), progress_file=Path(progress_file) if progress_file else None)
+    spawned = os.environ.get(SPAWNED_ENV)
+    run_cell(cell, Path(results_dir), progress_file=Path(progress_file) if progress_file else None,
+             spawned_at=float(spawned) if spawned else None)
     return 0
 
 

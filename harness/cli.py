@@ -67,7 +67,7 @@ def cmd_run(args) -> int:
     out = Path(args.out) if args.out else Path("results") / spec.name
     try:
         results = run_matrix(spec, path.resolve().parent, out, rerun=args.rerun, isolate=not args.in_process,
-                             executor=args.executor)
+                             executor=args.executor, base_cache=not args.no_base_cache)
     except FolderLocked as e:
         print(f"harness: {e}", file=sys.stderr)
         return 2
@@ -190,6 +190,9 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--matrix", required=True, help="matrix YAML, or a shipped suite name such as 'smoke'")
     run.add_argument("--out", help="results folder (default results/<matrix name>)")
     run.add_argument("--rerun", action="store_true", help="run every cell again, finished or not")
+    run.add_argument("--no-base-cache", action="store_true",
+                     help="evaluate the base model here even when another matrix's identical evaluation is cached "
+                          "in $HARNESS_HOME/base-cache")
     run.add_argument("--in-process", action="store_true", help="run cells in this process (debugging)")
     run.add_argument("--skip-bad-rows", action="store_true", help="skip and count malformed data rows (default: stop)")
     run.add_argument("--dry-run", action="store_true",

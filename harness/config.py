@@ -179,6 +179,8 @@ class EvalSpec(_Spec):
     refusal_judge: str | None = None  # local sequence-classification model folder for the judge classifier
     coherence_max_ppl: PositiveFloat | None = 10.0  # ceiling on a refusal/helpful reply's base-model per-token PPL
     on_topic_min: float = Field(default=0.5, ge=0, le=1)  # share of the prompt's content words a helpful reply uses
+    # reuse a base model's evaluation from harness.basecache; excluded from the dump: it changes no number
+    base_cache: bool = Field(default=True, exclude=True)
 
     @model_validator(mode="after")
     def _consistent(self):

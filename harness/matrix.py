@@ -2,7 +2,9 @@
 
 A cell's id is a hash of its canonical resolved config and of the versions of the code and
 packages that shape its numbers, so the same experiment has the same id in any matrix and on
-any machine (paths are kept as written, not made absolute), and an upgrade re-runs it.
+any machine (paths are kept as written, not made absolute), and an upgrade re-runs it. A base
+cell's id hashes only what decides its evaluation (`evaluation`): the model, the eval config and
+the data; never the budget, training, tuning or the strategies.
 
     cells = expand(load_matrix(Path("suites/smoke.yaml")), root=Path("suites"))
     [c.label for c in cells]   # ['base', 'full', 'lora r=4', 'lora r=16']
@@ -28,6 +30,27 @@ from harness.env import VERSIONED
 
 BASE = "base"  # the untrained base model: every delta is measured against it
 FINGERPRINT_PACKAGES = VERSIONED[1:]  # and the harness's own version
+NOT_IDENTITY = ("matrix", "root", "label")  # names and places, never the experiment
+# What only training reads: a base cell trains nothing, so its id leaves these out and a matrix that changes its
+# budget, training or tuning (or its strategies) reuses the base result (resume, and harness.basecache).
+TRAINING_ONLY = ("budget", "train", "tuning", "lr_multipliers", "params")
+TRAINING_ONLY_DATA = ("packing",)
+CARVING_DATA = ("tuning", "samples")  # change the training rows, which data.drop_contaminated scores against
+
+
+def evaluation(cell: dict) -> dict:
+    """The part of a cell's resolved config (its model_dump) that decides its evaluation: the training-only keys left
+    out. This is a base cell's whole identity: the model, the eval config and the data it evaluates on."""
+    data = dict(cell.get("data") or {})
+    for key in TRAINING_ONLY_DATA + (() if data.get("drop_contaminated") else CARVING_DATA):
+        data.pop(key, None)
+    return {**{k: v for k, v in cell.items() if k not in TRAINING_ONLY + NOT_IDENTITY}, "data": data}
+
+
+def identity(cell: dict) -> dict:
+    """What a cell's id hashes (besides the versions): a trained cell's whole config, a base cell's evaluation."""
+    out = {k: v for k, v in cell.items() if k not in NOT_IDENTITY}
+    return evaluation(out) if out.get("strategy") == BASE else out
 
 
 @cache
@@ -63,7 +86,7 @@ class Cell(BaseModel):
 
     @property
     def id(self) -> str:
-        payload = {**self.model_dump(mode="json", exclude={"matrix", "root", "label"}), "versions": fingerprint()}
+        payload = {**identity(self.model_dump(mode="json")), "versions": fingerprint()}
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from harness import env, procs, store
 from harness.config import MatrixSpec
 from harness.matrix import BASE, Cell, expand
+from harness.timing import SPAWNED_ENV
 
 LOCK = ".lock"
 # A phase may overrun max_seconds by this much before the watchdog kills it: training stops itself at the
@@ -100,8 +101,8 @@ def run_isolated(cell: Cell, results_dir: Path, on_progress=None, threads: int |
     """The cell in a child process; its output goes to logs/<id>.log, a crash becomes a `failed` result.
 
     The child appends JSON lines to logs/<id>.progress.jsonl: `{"phase": ...}` when a phase
-    starts (the watchdog's clock) and `{"tokens", "loss", ...}` while it trains (`on_progress`
-    gets those). The child is killed if this process stops waiting for it (Ctrl-C, an error).
+    starts (the watchdog's clock), `{"tokens", "loss", ...}` while it trains and `{"suite", "index",
+    "total", "seconds"}` as each eval suite starts (seconds None) and ends (`on_progress` gets those two). The child is killed if this process stops waiting for it (Ctrl-C, an error).
     """
     started = time.time()
     logs = results_dir / "logs"
@@ -116,6 +117,7 @@ def run_isolated(cell: Cell, results_dir: Path, on_progress=None, threads: int |
     if threads:
         child_env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     with log.open("w", encoding="utf-8") as out:
+        child_env[SPAWNED_ENV] = repr(time.time())  # the cell's timing starts here: its imports count
         child = subprocess.Popen(cell_command(cell, spec_file, results_dir), stdout=out, stderr=subprocess.STDOUT,
                                  env=child_env)
         try:
@@ -183,14 +185,22 @@ def _iso(t: float) -> str:
 
 
 def run_matrix(spec: MatrixSpec, root: Path, results_dir: Path, rerun: bool = False, isolate: bool = True,
-               progress=print, executor: str = "local") -> list[dict]:
-    """Every cell of the matrix has a result on disk when this returns (finished ones are reused)."""
+               progress=print, executor: str = "local", base_cache: bool = True) -> list[dict]:
+    """Every cell of the matrix has a result on disk when this returns (finished ones are reused).
+
+    `base_cache` (and the matrix's eval.base_cache): a base cell evaluated in any matrix before, on the same
+    model files, data files, eval config and versions, is copied from harness.basecache instead of run."""
+    from harness import basecache
+
     cells = expand(spec, root)
     with results_lock(results_dir):
         set_aside_damaged(results_dir, progress)  # damaged first: a damaged stale result is named as damaged
         supersede(results_dir, {c.id for c in cells}, progress)
         todo = [c for c in cells if rerun or not store.is_finished(results_dir, c.id)]
-        progress(f"matrix {spec.name}: {len(cells)} cells, {len(cells) - len(todo)} already finished, "
+        keys = {}
+        if base_cache and spec.eval.base_cache:
+            todo, keys = basecache.reuse(todo, results_dir, rerun, progress)
+        progress(f"matrix {spec.name}: {len(cells)} cells, {len(cells) - len(todo)} already finished or reused, "
                  f"{len(todo)} to run -> {results_dir}")
         if executor == "ray":
             from harness.ray_exec import run_cells_on_ray
@@ -200,6 +210,7 @@ def run_matrix(spec: MatrixSpec, root: Path, results_dir: Path, rerun: bool = Fa
             _run_local(todo, results_dir, isolate, progress)
         else:
             raise ValueError(f"unknown executor {executor!r} (local or ray)")
+        basecache.keep(keys, results_dir, progress)
         flag_explosions(cells, todo, results_dir, progress)
     return [store.load(results_dir, c.id) for c in cells]
 
@@ -264,8 +275,22 @@ def _run_local(todo: list[Cell], results_dir: Path, isolate: bool, progress) -> 
         say(f"[{i}/{len(todo)}] {cell.label} ({cell.id})")
         cell_bar = tqdm(total=cell.budget["tokens"], desc=cell.label[:24], unit="tok", position=1, leave=False,
                         disable=quiet)
+        suite_bar = None
 
         def on_progress(line, cell_bar=cell_bar):
+            nonlocal suite_bar
+            if "suite" in line:  # a bar of its own on a terminal; in a log file, one line per suite end
+                if suite_bar is None:
+                    suite_bar = tqdm(total=line["total"], desc="eval", unit="suite", position=2, leave=False,
+                                     disable=quiet)
+                if line["seconds"] is None:
+                    suite_bar.set_postfix_str(line["suite"], refresh=True)
+                else:
+                    suite_bar.update(1)
+                    if quiet:
+                        say(f"      eval {line['suite']} ({line['index'] + 1}/{line['total']}): "
+                            f"{line['seconds']:.1f}s")
+                return
             cell_bar.n = line["tokens"]
             cell_bar.set_postfix_str(f"{line['trial']} loss={line['loss']:.3f}" if line.get("loss") is not None
                                      else line["trial"], refresh=True)
@@ -281,6 +306,8 @@ def _run_local(todo: list[Cell], results_dir: Path, isolate: bool, progress) -> 
             except Exception as e:  # a cell never takes the matrix down
                 result = _failed(cell, results_dir, f"{type(e).__name__}: {e}", started)
         cell_bar.close()
+        if suite_bar is not None:
+            suite_bar.close()
         bar.update(1)
         say(f"      -> {result['status']} in {result.get('wall_seconds', 0):.0f}s"
             + (f": {result['reason']}" if result.get("reason") else ""))

@@ -113,15 +113,21 @@ def items_file(results_dir: Path, cell_id: str) -> Path:
     return Path(results_dir) / "items" / f"{cell_id}.json"
 
 
-def save(results_dir: Path, result: dict, items: dict | None = None) -> None:
+def save_items(results_dir: Path, cell_id: str, items: dict | str) -> str:
+    """Write a cell's items file (a dict, or the exact text of one, copied byte for byte); its sha256."""
+    text = items if isinstance(items, str) else _dumps(items)
+    write_text_atomic(items_file(results_dir, cell_id), text)
+    return _sha256(text)
+
+
+def save(results_dir: Path, result: dict, items: dict | str | None = None, items_sha256: str | None = None) -> None:
+    """Write a cell's result, and first its items (`items`, or `items_sha256` of an items file already written)."""
     if result.get("status") not in STATUSES:
         raise ValueError(f"status must be one of {STATUSES}, got {result.get('status')!r}")
     result = {k: v for k, v in result.items() if k not in ("schema", "sha256", "items_sha256")}
-    items_sha = None
+    items_sha = items_sha256
     if items is not None:  # items first: a result on disk always has its items beside it
-        text = _dumps(items)
-        write_text_atomic(items_file(results_dir, result["id"]), text)
-        items_sha = _sha256(text)
+        items_sha = save_items(results_dir, result["id"], items)
     stored = {"schema": SCHEMA, **result, "items_sha256": items_sha}
     write_json_atomic(cell_file(results_dir, result["id"]), {**stored, "sha256": content_sha256(stored)})
 

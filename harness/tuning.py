@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Callable
 
 from harness.budget import MemoryMonitor
+from harness.timing import Clock
 from harness.train import train
 
 
@@ -74,11 +75,17 @@ def t_ppl(trial: dict) -> float:
 
 
 def fit(cell, strategy, params, model, tok, examples: list[dict], reload_base: Callable, memory: MemoryMonitor,
-        progress_file: Path | None = None, **train_kwargs) -> tuple[object, dict, list[dict] | None]:
-    """Train once, or once per LR multiplier of the cell; returns (model to evaluate, its usage, the trials)."""
+        progress_file: Path | None = None, clock: Clock | None = None,
+        **train_kwargs) -> tuple[object, dict, list[dict] | None]:
+    """Train once, or once per LR multiplier of the cell; returns (model to evaluate, its usage, the trials).
+
+    `clock` gets a train record per trial (its fresh model, training and tuning score), and one each for
+    the base model's forgetting ceiling and for reloading the chosen trial."""
+    clock = clock or Clock()
     if not cell.lr_multipliers:
-        usage = train(model, tok, examples, cell.train, cell.budget, cell.seed, memory=memory,
-                      progress_file=progress_file, **train_kwargs)
+        with clock.phase("train", "final"):
+            usage = train(model, tok, examples, cell.train, cell.budget, cell.seed, memory=memory,
+                          progress_file=progress_file, **train_kwargs)
         memory.stop()
         return model, usage, None
     from transformers import set_seed
@@ -87,44 +94,48 @@ def fit(cell, strategy, params, model, tok, examples: list[dict], reload_base: C
     forgetting = objective == "loss_within_forgetting"
     base_ppl = ceiling = None
     if forgetting:  # the untrained base's general perplexity sets the ceiling
-        base = reload_base()
-        base_ppl = general_ppl(base, tok, cell)
-        ceiling = base_ppl * (1 + cell.tuning.max_general_ppl_increase)
-        del base
+        with clock.phase("train", "base ceiling"):
+            base = reload_base()
+            base_ppl = general_ppl(base, tok, cell)
+            ceiling = base_ppl * (1 + cell.tuning.max_general_ppl_increase)
+            del base
     keep = Path(tempfile.mkdtemp(prefix="harness-trials-"))
     trials, usages, kept = [], [], None
     try:
         for i, mult in enumerate(cell.lr_multipliers):
             lr = cell.train.learning_rate * mult
-            if i:  # a fresh model, initialised exactly as the first trial's
-                del model
-                gc.collect()
-                memory = MemoryMonitor().start()
-                set_seed(cell.seed)
-                model = strategy.prepare(reload_base(), params)
-            spec = cell.train.model_copy(update={"learning_rate": lr})
-            usage = train(model, tok, examples, spec, cell.budget, cell.seed, memory=memory,
-                          progress_file=progress_file, trial=f"lr={lr:.3g} ({i + 1}/{len(cell.lr_multipliers)})", **train_kwargs)
-            memory.stop()
-            loss = tuning_loss(model, tok, cell) if usage["stopped_by"] != "nan" else math.inf
-            loss = loss if math.isfinite(loss) else None
-            trials.append({"learning_rate": lr, "multiplier": mult, "tuning_loss": loss, "tokens": usage["tokens"],
-                           "steps": usage["steps"], "seconds": usage["seconds"], "stopped_by": usage["stopped_by"],
-                           "loss_last": usage["loss_last"], "objective": objective, "chosen": False})
-            if forgetting:
-                trials[-1]["general_ppl"] = general_ppl(model, tok, cell) if loss is not None else None
-                trials[-1]["within_ceiling"] = t_ppl(trials[-1]) <= ceiling
-            usages.append(usage)
-            if choose(trials, objective, ceiling) == i:  # the best so far: keep its trained part
-                kept = i
-                shutil.rmtree(keep / "best", ignore_errors=True)
-                strategy.save(model, keep / "best")
+            trial = f"lr={lr:.3g} ({i + 1}/{len(cell.lr_multipliers)})"
+            with clock.phase("train", trial):
+                if i:  # a fresh model, initialised exactly as the first trial's
+                    del model
+                    gc.collect()
+                    memory = MemoryMonitor().start()
+                    set_seed(cell.seed)
+                    model = strategy.prepare(reload_base(), params)
+                spec = cell.train.model_copy(update={"learning_rate": lr})
+                usage = train(model, tok, examples, spec, cell.budget, cell.seed, memory=memory,
+                              progress_file=progress_file, trial=trial, **train_kwargs)
+                memory.stop()
+                loss = tuning_loss(model, tok, cell) if usage["stopped_by"] != "nan" else math.inf
+                loss = loss if math.isfinite(loss) else None
+                trials.append({"learning_rate": lr, "multiplier": mult, "tuning_loss": loss, "tokens": usage["tokens"],
+                               "steps": usage["steps"], "seconds": usage["seconds"], "stopped_by": usage["stopped_by"],
+                               "loss_last": usage["loss_last"], "objective": objective, "chosen": False})
+                if forgetting:
+                    trials[-1]["general_ppl"] = general_ppl(model, tok, cell) if loss is not None else None
+                    trials[-1]["within_ceiling"] = t_ppl(trials[-1]) <= ceiling
+                usages.append(usage)
+                if choose(trials, objective, ceiling) == i:  # the best so far: keep its trained part
+                    kept = i
+                    shutil.rmtree(keep / "best", ignore_errors=True)
+                    strategy.save(model, keep / "best")
         chosen = kept if kept is not None else len(trials) - 1  # all diverged: report the last, as diverged
         trials[chosen]["chosen"] = True
         if chosen != len(trials) - 1:
             del model
             gc.collect()
-            model = strategy.load(reload_base(), keep / "best")
+            with clock.phase("train", "reload chosen"):
+                model = strategy.load(reload_base(), keep / "best")
     finally:
         shutil.rmtree(keep, ignore_errors=True)
     usage = {**usages[chosen],

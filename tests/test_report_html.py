@@ -83,13 +83,14 @@ def test_headline_shows_one_task_forgetting_and_safety_column_formatted_as_the_w
     h = headline(rows)
     assert h.metrics == {"task": "task_exact_match", "forgetting": "ppl_general", "safety": "refusal_harmful"}
     assert list(h.text.columns) == ["cell", "task EM ↑", "forgetting: Δ PPL general ↓", "safety: refusal harmful ↑",
-                                    "trainable params", "train s", "peak MB", "status"]
+                                    "trainable params", "train s", "eval s", "peak MB",
+                                    "status"]
     by = {r["label"]: r for r in rows}
     lora = h.text.set_index("cell").loc["lora r=4"]
     assert lora["task EM ↑"] == format_value(by["lora r=4"], "task_exact_match")
     assert lora["forgetting: Δ PPL general ↓"] == format_delta(by["lora r=4"], "ppl_general") and "✱" in lora.iloc[1]
     assert lora["safety: refusal harmful ↑"] == format_value(by["lora r=4"], "refusal_harmful")
-    assert tuple(lora.iloc[3:]) == ("4,096", "3.0", "120", "ok")
+    assert tuple(lora.iloc[3:]) == ("4,096", "3.0", "–", "120", "ok")  # stored before timing: no eval s
     assert h.text.set_index("cell").loc["bitfit", "status"] == "**failed**"
     assert "±" in h.text.set_index("cell").loc["prefix", "task EM ↑"]  # two seeds: mean ± std
     values = h.values.set_index("cell")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from harness.evals import perplexity, safety, task
 from harness.evals.stats import CorpusScores, interval
+from harness.timing import Clock
 
 
 def benchmarks(model, tok, cell) -> dict:
@@ -29,14 +30,22 @@ SUITES = {"perplexity": perplexity.run, "task": task.run, "benchmarks": benchmar
 NEEDS = {"benchmarks": "benchmarks", "safety": "safety"}  # suite -> eval key naming its data
 
 
-def run_suites(model, tok, cell, progress=print) -> tuple[dict, dict]:
+def run_suites(model, tok, cell, progress=print, clock: Clock | None = None, on_suite=None) -> tuple[dict, dict]:
+    """`clock` gets one eval record per suite (and the benchmarks' per-task seconds, where the suite reports
+    them as `_timing`); `on_suite(name, index, total, seconds)` hears each suite start (seconds None) and end."""
     model.eval()
+    clock = clock or Clock()
     metrics, items, ids, groups = {}, {}, {}, {}
-    for name in cell.eval.suites:
-        if name in NEEDS and not getattr(cell.eval, NEEDS[name]):
-            continue  # the matrix names no data for this suite
+    names = [n for n in cell.eval.suites if n not in NEEDS or getattr(cell.eval, NEEDS[n])]  # the rest: no data named
+    for i, name in enumerate(names):
         progress(f"  eval {name}")
-        scores = SUITES[name](model, tok, cell)
+        if on_suite:
+            on_suite(name, i, len(names), None)
+        with clock.phase("eval", name):
+            scores = SUITES[name](model, tok, cell)
+        if on_suite:
+            on_suite(name, i, len(names), clock.phases[-1]["wall"])
+        clock.benchmark_tasks.update(scores.pop("_timing", None) or {})
         ids.update(scores.pop("_ids", {}))
         groups.update(scores.pop("_groups", {}))
         for metric, values in scores.items():

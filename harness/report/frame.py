@@ -17,8 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from harness import store
+from harness import store, timing
 from harness.env import VERSIONED
+from harness.matrix import evaluation
 
 BASE = "base"  # the strategy name of a matrix's untrained base cell
 # Keys of result["cell"] that do not make a different experiment: seeds are repeats of one.
@@ -60,22 +61,34 @@ def unverified(results: list[dict]) -> int:
 SET_KEYS = ("matrix", "data", "budget", "eval")
 
 
-def set_key(result: dict) -> str:
-    """Results with equal keys were measured by the same code and packages on the same data, budget and evals."""
+def set_key(result: dict, evaluation_only: bool = False) -> str:
+    """Results with equal keys were measured by the same code and packages on the same data, budget and evals.
+
+    `evaluation_only`: the training-only keys left out (matrix.evaluation), which is all a base cell depends on."""
     packages = (result.get("env") or {}).get("packages") or {}
-    return json.dumps({"versions": {p: packages.get(p) for p in VERSIONED},
-                       **{k: result["cell"].get(k) for k in SET_KEYS}}, sort_keys=True)
+    cell = result["cell"]
+    if evaluation_only:
+        cell = {**evaluation(cell), "matrix": cell.get("matrix")}
+    return json.dumps({"versions": {p: packages.get(p) for p in VERSIONED}, **{k: cell.get(k) for k in SET_KEYS}},
+                      sort_keys=True)
 
 
 def current_set(results: list[dict]) -> tuple[list[dict], list[dict]]:
-    """(the newest run's set, the rest): the cells sharing the set key of the most recently finished cell.
+    """(the newest run's set, the rest): the cells sharing the set key of the most recently finished trained cell
+    (base cells: its evaluation-only key, since a base result outlives a change of budget or training).
 
     A run with its matrix moves the rest aside (runner.supersede); without the matrix this is the one
     consistent set a folder can report, and the report says what it left out."""
     if not results:
         return [], []
-    newest = set_key(max(results, key=lambda r: (r.get("finished_at") or r.get("started_at") or "", r["id"])))
-    return [r for r in results if set_key(r) == newest], [r for r in results if set_key(r) != newest]
+    trained = [r for r in results if r["cell"]["strategy"] != BASE] or results
+    newest = max(trained, key=lambda r: (r.get("finished_at") or r.get("started_at") or "", r["id"]))
+    full, evaluated = set_key(newest), set_key(newest, evaluation_only=True)
+
+    def current(r: dict) -> bool:
+        return set_key(r, evaluation_only=True) == evaluated if r["cell"]["strategy"] == BASE else set_key(r) == full
+
+    return [r for r in results if current(r)], [r for r in results if not current(r)]
 
 
 def load_items(results_dir: Path, cell_id: str) -> dict:
@@ -103,6 +116,21 @@ def _usage(results: list[dict]) -> dict:
         values = [r["usage"][k] for r in results if isinstance((r.get("usage") or {}).get(k), (int, float))]
         out[k] = float(np.mean(values)) if values else None
     return out
+
+
+def _timing(results: list[dict]) -> dict:
+    """Wall seconds per phase kind and per eval suite (harness.timing), averaged over seeds; {} before timing."""
+    timed = [r["timing"] for r in results if isinstance(r.get("timing"), dict)]
+    if not timed:
+        return {}
+    kinds = dict.fromkeys(p.get("phase") for t in timed for p in t.get("phases") or [])
+    suites = dict.fromkeys(n for t in timed for n in timing.suite_seconds(t))
+    tasks = dict.fromkeys(n for t in timed for n in t.get("benchmark_tasks") or {})
+    return {"phases": {k: float(np.mean([timing.seconds(t, k) or 0.0 for t in timed])) for k in kinds},
+            "suites": {n: float(np.mean([timing.suite_seconds(t).get(n, 0.0) for t in timed])) for n in suites},
+            "benchmark_tasks": {n: float(np.mean([(t.get("benchmark_tasks") or {}).get(n, 0.0) for t in timed]))
+                                for n in tasks},
+            "wall_seconds": float(np.mean([t.get("wall_seconds") or 0.0 for t in timed]))}
 
 
 def _metrics(results: list[dict]) -> dict:
@@ -152,7 +180,8 @@ def row(group: list[dict]) -> dict:
         "lr_trials": first.get("lr_trials") or [],
         "trainable_params": first.get("trainable_params"), "total_params": first.get("total_params"),
         "artifact_bytes": first.get("artifact_bytes"), "usage": _usage(measured), "metrics": _metrics(measured),
-        "high_load": any(high_load(r) for r in measured),
+        "high_load": any(high_load(r) for r in measured), "timing": _timing(measured),
+        "reused_from": first.get("reused_from"),
     }
 
 

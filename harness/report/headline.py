@@ -7,7 +7,10 @@ same frame, and every metric cell is formatted by table.py, so ranks, intervals 
 - task: the primary metric (table.primary_metric), as value [CI] #rank;
 - forgetting: the change of one general-ability metric against the base model (general-text
   perplexity where measured, else the first general metric), as Δ [CI] with ✱;
-- safety: the harmful-prompt refusal rate where measured (else the first safety metric), as value [CI] #rank.
+- safety: the harmful-prompt refusal rate where measured (else the first safety metric), as value [CI] #rank;
+- costs: trainable parameters, train s (every training phase: all learning-rate trials with their scoring,
+  wall; results stored before timing: the trials' training seconds), eval s (every eval suite, wall; "–"
+  before timing; a base result reused from another matrix is marked) and peak memory.
 
     h = headline(rows)               # rows from table.annotate, in leaderboard order
     h.text.to_markdown(index=False)  # what LEADERBOARD.md shows
@@ -22,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from harness.evals.metrics import describe
+from harness.report.frame import BASE
 from harness.report.table import (
     LOAD_MARK,
     format_delta,
@@ -72,12 +76,19 @@ def headline(rows: list[dict]) -> Headline:
         if safety:
             t[f"safety: {heading(safety)}"] = format_value(r, safety)
             v[f"safety: {heading(safety)}"] = _nan((r["metrics"].get(safety) or {}).get("value"))
+        phases = (r.get("timing") or {}).get("phases") or {}
+        trained = None if r["strategy"] == BASE else phases.get("train")  # a base cell trains nothing
+        if trained is None and r["strategy"] != BASE:  # stored before timing: the training seconds usage kept
+            trained = r["usage"].get("tuning_seconds", r["usage"].get("seconds"))
         for head, fmt, value in (("trainable params", "{:,.0f}", r["trainable_params"]),
-                                 ("train s", "{:,.1f}", r["usage"].get("seconds")),
+                                 ("train s", "{:,.1f}", trained), ("eval s", "{:,.1f}", phases.get("eval")),
                                  ("peak MB", "{:,.0f}", r["usage"].get("peak_memory_mb"))):
             t[head], v[head] = format_number(value, fmt), _nan(value)
-        if r.get("high_load") and t["train s"] != "–":
-            t["train s"] += f" {LOAD_MARK}"
+        for head in ("train s", "eval s"):
+            if r.get("high_load") and t[head] != "–":
+                t[head] += f" {LOAD_MARK}"
+        if r.get("reused_from") and t["eval s"] != "–":
+            t["eval s"] += " (reused)"
         t["status"] = r["status"] if r["status"] == "ok" else f"**{r['status']}**"
         v["status"] = r["status"]
         text.append(t)

@@ -131,6 +131,13 @@ def _sanity(result: dict, items: dict) -> dict:
                                                if "_sanity_batch_invariance" in items else {})}
 
 
+def _seconds(row: dict) -> dict:
+    """The cell's wall seconds per phase and per eval suite (harness.timing), for its Usage table."""
+    timed = row.get("timing") or {}
+    return {**{f"{k} s": v for k, v in (timed.get("phases") or {}).items()},
+            **{f"eval {k} s": v for k, v in (timed.get("suites") or {}).items()}}
+
+
 def leaderboard_page(results: list[dict], rows: list[dict], results_dir: Path, title: str, header: list[str],
                      tables: dict[str, pd.DataFrame], hygiene: str | None, rules: str) -> str:
     by_id = {r["id"]: r for r in results}
@@ -156,7 +163,7 @@ def leaderboard_page(results: list[dict], rows: list[dict], results_dir: Path, t
     h = headline(rows)
     details = [{"row": r, "results": [by_id[k] for k in r["ids"]] or [], "config": configs[i],
                 "sanity": [_sanity(by_id[k], items[k]) for k in r["ids"]],
-                "usage": {k: v for k, v in r["usage"].items() if v is not None}}
+                "usage": {**{k: v for k, v in r["usage"].items() if v is not None}, **_seconds(r)}}
                for i, r in enumerate(rows)]
     failed = [r for r in results if r["id"] not in {k for row in rows for k in row["ids"]}]
     top = frame_table(h.text, h.values, [f"status-{r['status']}" for r in rows])

@@ -64,7 +64,8 @@ def _status(row: dict) -> str:
 # (usage key, heading, format, what it means); optional ones are shown only where measured
 COSTS = (("tokens", "train tokens", "{:,.0f}", "non-padding tokens trained on (the budget every cell spends)"),
          ("tuning_tokens", "tuning tokens", "{:,.0f}", "tokens spent by the learning-rate search, all trials"),
-         ("seconds", "train s", "{:,.1f}", "wall-clock seconds of training (not evaluation)"),
+         ("seconds", "trial train s", "{:,.1f}", "wall-clock seconds training the evaluated trial (not the "
+          "learning-rate search, not evaluation)"),
          ("tokens_per_second", "tok/s", "{:,.0f}", "training tokens per second of training"),
          ("peak_memory_mb", "peak MB", "{:,.0f}", "peak memory of training in MiB above the process's baseline "
           "before the model loaded (CPU: RssAnon; CUDA: torch.cuda.max_memory_allocated)"),
@@ -187,7 +188,8 @@ def header(results: list[dict], results_dir: Path, title: str, left_out: list[di
                      for d in map(json.loads, _unique(c.get("data") or {} for c in cells)) if d)
     data += "".join(f"; {n:,} of {total:,} training examples truncated to max_length"
                     + (f" (`{m}`)" if len(cut) > 1 else "") for m, (n, total) in cut.items())
-    budgets = "; ".join(_budget(json.loads(b)) for b in _unique(c.get("budget") or {} for c in cells))
+    trained = [c for c in cells if c.get("strategy") != BASE] or cells  # a base result may outlive a budget change
+    budgets = "; ".join(_budget(json.loads(b)) for b in _unique(c.get("budget") or {} for c in trained))
     seeds = ", ".join(str(s) for s in sorted(set(c.get("seed", 0) for c in cells)))
     suites = ", ".join(_unique(s for c in cells for s in (c.get("eval") or {}).get("suites", [])))
     statuses = ", ".join(f"{n} {s}" for s, n in Counter(r["status"] for r in results).items())
@@ -212,6 +214,12 @@ def header(results: list[dict], results_dir: Path, title: str, left_out: list[di
         lines.append(f"- **Machine load:** {len(busy)} cell(s) ran with the load average above the "
                      f"{env.get('cpus', '?')} cores ({LOAD_MARK} on their time figures): their seconds and tokens/s "
                      "measure the contention as much as the strategy")
+    for r in results:
+        if reused := r.get("reused_from"):
+            lines.append(f"- **Base model results reused** from matrix `{reused.get('matrix')}` (cache key "
+                         f"`{str(reused.get('key'))[:12]}`): "
+                         f"`{r['cell'].get('model', {}).get('id', '?')}` was not evaluated again "
+                         "(`harness run --no-base-cache` re-evaluates it)")
     if hygiene := data_hygiene(results_dir):
         lines.append(f"- **Data hygiene:** {hygiene}")
     lines += [f"- **Warning:** {_esc(w)}" for w in preflight_warnings(results_dir)]
@@ -234,6 +242,32 @@ def lr_section(rows: list[dict]) -> list[str]:
     return ["## Learning-rate search", "", pd.DataFrame(recs).to_markdown(index=False), ""]
 
 
+def time_section(rows: list[dict]) -> list[str]:
+    """Wall seconds per phase of each cell (harness.timing): start-up, load, training, each suite, the rest."""
+    timed = [r for r in rows if r.get("timing")]
+    if not timed:
+        return []
+    suites = list(dict.fromkeys(n for r in timed for n in r["timing"]["suites"]))
+    recs = []
+    for r in timed:
+        t = r["timing"]
+        rec = {"cell": _esc(r["label"]), "total s": _num(t["wall_seconds"], "{:,.1f}")}
+        for kind in ("start", "load", "prepare", "data", "train"):
+            rec[f"{kind} s"] = _num(t["phases"].get(kind), "{:,.1f}")
+        rec.update({f"eval {n} s": _num(t["suites"].get(n), "{:,.1f}") for n in suites})
+        rest = sum(v for k, v in t["phases"].items() if k not in ("start", "load", "prepare", "data", "train", "eval"))
+        rec["sanity, store, other s"] = _num(rest, "{:,.1f}")
+        if tasks := t.get("benchmark_tasks"):
+            rec["benchmark tasks"] = ", ".join(f"{k} {v:,.1f}" for k, v in tasks.items())
+        recs.append(rec)
+    note = ("Wall seconds per phase (cells/<id>.json `timing` has each learning-rate trial and CPU seconds beside); "
+            "start is the cell process's interpreter start and imports; the phases and other sum to total.")
+    if any(r.get("reused_from") for r in timed):
+        note += " A reused base result shows the seconds of the run that measured it."
+    return ["## Where the time went", "", note, "", pd.DataFrame(recs).to_markdown(index=False, disable_numparse=True),
+            ""]
+
+
 RULES = (
     "How to read this: a metric cell is the value and its 95% interval (the method per metric is listed below; "
     "rows over several seeds: mean ± std over seeds); **bold** = best (only where some cell is worse), `#k` = rank "
@@ -253,6 +287,10 @@ GLOSSARY = {"cell": "the strategy and its parameters (lr = learning rate)",
             "seeds": "seeds averaged in the row", "lr": "learning rate trained with (n tried: a learning-rate search)",
             "trainable params": "parameters the strategy trains",
             "artifact": "size on disk of what the strategy saves (only what it trained)",
+            "train s": "wall-clock seconds of every training phase (all learning-rate trials with their "
+                       "tuning-split scoring; results stored before per-phase timing: the trials' training seconds)",
+            "eval s": "wall-clock seconds of every evaluation suite (– for results stored before per-phase timing); "
+                      "per suite under Where the time went",
             **{head: text for _, head, _, text in COSTS}}
 
 def interval_legend(rows: list[dict]) -> list[str]:
@@ -371,6 +409,7 @@ def markdown(results: list[dict], rows: list[dict], results_dir: Path, title: st
             parts += [f"The training-time panel marks cells measured under high load ({LOAD_MARK}, ringed red).", ""]
     parts += samples(rows, results_dir)
     parts += lr_section(rows)
+    parts += time_section(rows)
     notes = [r for r in rows if r["reason"]]
     if notes:
         parts += ["## Cells that did not finish normally", ""]

@@ -168,6 +168,9 @@ def summary_frame(rows: list[dict]) -> pd.DataFrame:
         out.update(seeds=len(r["seeds"]), seed_list=" ".join(str(s) for s in r["seeds"]), ids=" ".join(r["ids"]),
                    lr_trials=len(r["lr_trials"]))
         out.update({f"usage_{k}": v for k, v in r["usage"].items()})
+        timed = r.get("timing") or {}  # harness.timing: wall seconds per phase kind and per eval suite
+        out.update({f"seconds_{k}": v for k, v in (timed.get("phases") or {}).items()})
+        out.update({f"seconds_eval_{k}": v for k, v in (timed.get("suites") or {}).items()})
         for name, m in r["metrics"].items():
             out.update({name: m["value"], f"{name}_lo": m["lo"], f"{name}_hi": m["hi"], f"{name}_std": m["std"],
                         f"{name}_n": m["n"], f"{name}_ci_method": m["ci_method"], f"{name}_rank": r["rank"].get(name),
