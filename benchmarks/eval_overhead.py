@@ -316,33 +316,28 @@ def disagreements(ours: dict, theirs: dict, captured: dict | None = None) -> lis
 
 
 class Capture:
-    """Keeps the samples of every `lm_eval.simple_evaluate` call made while active (untimed runs only)."""
+    """Keeps the samples of every lm-eval call the harness's benchmarks suite makes while active (untimed runs only).
+
+    The suite calls lm-eval through `harness.evals.benchmarks.evaluate` (one evaluator call per cell), so that
+    module function is the one wrapped.
+    """
 
     def __enter__(self):
-        import lm_eval
-        import lm_eval.evaluator as ev
+        from harness.evals import benchmarks
 
         self.samples: dict = {}
-        self._orig = ev.simple_evaluate
-        self._mods = (lm_eval, ev)
-        self._lazy = "simple_evaluate" not in vars(lm_eval)  # lm_eval serves it through a module __getattr__
+        self._mod, self._orig = benchmarks, benchmarks.evaluate
 
         def wrapped(*args, **kwargs):
             res = self._orig(*args, **kwargs)
             self.samples.update((res or {}).get("samples", {}))
             return res
 
-        for mod in self._mods:
-            mod.simple_evaluate = wrapped
+        benchmarks.evaluate = wrapped
         return self
 
     def __exit__(self, *exc):
-        lm_eval, ev = self._mods
-        ev.simple_evaluate = self._orig
-        if self._lazy:
-            del lm_eval.simple_evaluate
-        else:
-            lm_eval.simple_evaluate = self._orig
+        self._mod.evaluate = self._orig
 
 
 # ---- timing, report ---------------------------------------------------------------------------------------------

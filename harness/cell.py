@@ -81,6 +81,8 @@ def run_cell(cell: Cell, results_dir: Path, progress=print, progress_file: Path 
     _phase(progress_file, "load")
     with clock.phase("load"):
         model, tok = models.load(cell.model, root, **load_kwargs)
+        if strategy is None:  # a trained model reaches the GPU through the Trainer; the base cell only evaluates
+            model = models.to_accelerator(model)
     with clock.phase("sanity", "base references"):  # before prepare changes weights
         base_logits = sanity.base_logits(model, tok) if strategy is not None else None
         base_generations = sanity.base_generations(model, tok) if strategy is not None else None

@@ -54,3 +54,10 @@ def load(spec: ModelSpec, root: Path | None = None, quantization_config=None):
     if tok.pad_token is None:  # many hub tokenizers ship without one; padding is masked out anyway
         tok.pad_token = tok.eos_token
     return model, tok
+
+
+def to_accelerator(model):
+    """The model on the first CUDA device when there is one (where evaluation is fast), else as it is."""
+    import torch
+
+    return model.to("cuda") if torch.cuda.is_available() else model

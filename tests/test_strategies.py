@@ -34,7 +34,15 @@ CASES = {
     "bitfit": ({}, True),
     "prefix": ({"num_virtual_tokens": 4}, False),
     "prompt": ({"num_virtual_tokens": 4}, False),
+    "oft": ({"block_size": 16}, True),
+    "ia3": ({}, True),
+    "ln_tuning": ({}, True),
+    "dora": ({"r": 4}, True),
 }
+# (IA)^3's layers per architecture (peft's defaults) and the side each vector scales
+IA3_LAYERS = {"llama": {"k_proj": "out", "v_proj": "out", "down_proj": "in"},
+              "qwen2": {"q_proj": "out", "v_proj": "out", "down_proj": "in"},
+              "gpt2": {"c_attn": "out", "mlp.c_proj": "in"}}
 
 
 def make_base(arch: str, seed: int = 0):
@@ -63,19 +71,23 @@ def train_steps(model, b, lr: float, steps: int = 8):
         return model(**b)
 
 
-def linear_shapes(model) -> list[tuple[int, int]]:
-    """(in, out) of every linear-like layer but the output head: what LoRA 'all-linear' targets."""
+def linear_layers(model) -> list[tuple[str, int, int]]:
+    """(name, in, out) of every linear-like layer but the output head: what LoRA 'all-linear' targets."""
     from transformers.pytorch_utils import Conv1D
 
-    shapes = []
+    layers = []
     for name, m in model.named_modules():
         if name.endswith("lm_head"):
             continue
         if isinstance(m, torch.nn.Linear):
-            shapes.append((m.in_features, m.out_features))
+            layers.append((name, m.in_features, m.out_features))
         elif isinstance(m, Conv1D):
-            shapes.append(tuple(m.weight.shape))
-    return shapes
+            layers.append((name, *m.weight.shape))
+    return layers
+
+
+def linear_shapes(model) -> list[tuple[int, int]]:
+    return [(i, o) for _, i, o in linear_layers(model)]
 
 
 def expected_trainable(name: str, base, params: dict) -> int:
@@ -95,6 +107,18 @@ def expected_trainable(name: str, base, params: dict) -> int:
         return params["num_virtual_tokens"] * layers * 2 * (hidden // c.num_attention_heads) * kv_heads
     if name == "prompt":
         return params["num_virtual_tokens"] * hidden
+    if name == "oft":  # per layer: in / b blocks, each a skew-symmetric b x b matrix's b(b-1)/2 numbers
+        b = params["block_size"]
+        return sum(i // b * (b * (b - 1) // 2) for i, _ in linear_shapes(base))
+    if name == "ia3":  # one number per output channel (attention) or input channel (feed-forward)
+        sides = IA3_LAYERS[c.model_type]
+        return sum({"in": i, "out": o}[side] for n, i, o in linear_layers(base)
+                   for suffix, side in sides.items() if n.endswith(suffix))
+    if name == "ln_tuning":  # every weight and bias of every norm layer
+        return sum(p.numel() for n, m in base.named_modules() if type(m).__name__.endswith("Norm")
+                   for p in m.parameters(recurse=False))
+    if name == "dora":  # LoRA's numbers plus a magnitude per output channel
+        return sum(params["r"] * (i + o) + o for i, o in linear_shapes(base))
     raise KeyError(name)
 
 
@@ -186,3 +210,17 @@ def test_qlora_quantises_the_base_and_trains_only_lora(arch, tmp_path):
     with torch.no_grad():
         again = strategy.load(load(), tmp_path / "adapter")(input_ids=b["input_ids"]).logits
     assert (again - after.logits).abs().max() < 1e-4  # dequantisation is deterministic
+
+
+def test_oft_says_why_it_does_not_apply_to_gpt2_conv1d():
+    strategy = STRATEGIES.get("oft")()
+    reason = strategy.check(make_base("gpt2"), resolve_params(strategy.Params, {}))
+    assert reason and "Conv1D" in reason
+    assert strategy.check(make_base("llama"), resolve_params(strategy.Params, {})) is None
+
+
+def test_dora_trains_more_than_lora_by_one_magnitude_per_output_channel():
+    base = make_base("llama")
+    counts = {name: count_trainable(STRATEGIES.get(name)().prepare(copy.deepcopy(base), resolve_params(
+        STRATEGIES.get(name).Params, {"r": 4}))) for name in ("lora", "dora")}
+    assert counts["dora"] - counts["lora"] == sum(o for _, o in linear_shapes(base))

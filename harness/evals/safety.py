@@ -176,6 +176,16 @@ def prompt_sets(root: Path) -> tuple[list[str], list[str]]:
             read_prompts_csv(root / "xstest" / "xstest_prompts.csv", "prompt", {"label": "safe"}))
 
 
+def judge_model(model, cell):
+    """The base model, the same coherence judge for every cell: the model itself in the base cell, else loaded fresh."""
+    from harness.matrix import BASE
+    from harness.models import load
+
+    if cell.strategy == BASE:
+        return model
+    return load(cell.model, Path(cell.root))[0].eval().to(next(model.parameters()).device)
+
+
 def run(model, tok, cell) -> dict:
     classify = CLASSIFIERS.get(cell.eval.refusal_classifier)(cell)
     harmful, benign = prompt_sets(resolve_data(cell.eval.safety, Path(cell.root)))
@@ -184,9 +194,7 @@ def run(model, tok, cell) -> dict:
     said = {k: replies(model, tok, p, cell.eval.batch_size) for k, p in (("harmful", harmful), ("benign", benign))}
     ppl: dict[str, list] = {k: [None] * len(v) for k, v in said.items()}  # None: not scored
     if cell.eval.coherence_max_ppl is not None:
-        from harness.models import load
-
-        scorer = load(cell.model, Path(cell.root))[0].eval()  # the base model, the same judge for every cell
+        scorer = judge_model(model, cell)
         ppl = {k: [round(x, 4) if math.isfinite(x) else None
                    for x in reply_perplexity(scorer, tok, p, said[k], cell.eval.batch_size)]
                for k, p in (("harmful", harmful), ("benign", benign))}  # None (JSON null): an empty reply
