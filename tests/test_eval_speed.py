@@ -235,3 +235,12 @@ def test_the_side_by_side_script_runs_and_finds_the_outputs_equal(capsys):
     assert ref.main(["--docs", "3", "--prompts", "3", "--items", "3", "--repeats", "1", "--max-new-tokens", "8"]) == 0
     out = capsys.readouterr().out
     assert out.count("outputs equal") == 3 and "DIFFER" not in out
+
+
+def test_by_length_caps_padded_tokens_and_puts_a_long_row_alone():
+    from harness.evals.batching import by_length
+
+    lengths = [10, 600, 300, 300, 20, 10]
+    assert by_length(lengths, 16) == [[1, 2, 3, 4, 0, 5]]
+    assert by_length(lengths, 16, max_tokens=1024) == [[1], [2, 3, 4], [0, 5]]  # 3 x 300 <= 1024; 4 x 300 is not
+    assert by_length(lengths, 2, max_tokens=1024) == [[1], [2, 3], [4, 0], [5]]

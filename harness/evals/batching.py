@@ -17,12 +17,21 @@ import torch
 
 CUDA_SHARE = 0.5  # of the free memory a batch may take: the allocator's fragmentation and the weights' temporaries
 MAX_ROWS = 512  # beyond this a bigger batch only adds padding waste
+CPU_TOKENS = 1024  # padded tokens per scoring batch on CPU: more rows gain nothing there, padding only costs
 
 
-def by_length(lengths: list[int], batch_size: int) -> list[list[int]]:
-    """Indices into `lengths` in batches of `batch_size`, longest first (ties keep their input order)."""
+def by_length(lengths: list[int], batch_size: int, max_tokens: int | None = None) -> list[list[int]]:
+    """Indices into `lengths` in batches of at most `batch_size` rows and `max_tokens` padded tokens (rows x the
+    batch's longest; a longer row goes alone), longest first (ties keep their input order)."""
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    batches: list[list[int]] = []
+    for i in order:
+        last = batches[-1] if batches else None
+        if last and len(last) < batch_size and (max_tokens is None or (len(last) + 1) * lengths[last[0]] <= max_tokens):
+            last.append(i)
+        else:
+            batches.append([i])
+    return batches
 
 
 def right_padded(seqs: list[list[int]], pad: int, width: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from transformers import StoppingCriteria, StoppingCriteriaList
 
 from harness.data import bos_ids
-from harness.evals.batching import by_length, right_padded, rows_per_batch
+from harness.evals.batching import CPU_TOKENS, by_length, right_padded, rows_per_batch
 
 DEFAULT_BATCH = 16  # rows per forward when no eval.batch_size is given (eval.batch_size's default too)
 
@@ -60,14 +60,19 @@ def encoded_logprobs(model, encoded: list[tuple[list[int], list[int]]], pad: int
     out = [0.0] * len(seqs)
     rows = rows_per_batch(model, batch_size, max(map(len, seqs), default=0), max(map(len, seqs), default=0),
                           "log-likelihood")
-    for batch in by_length([len(s) for s in seqs], rows):
+    scored = {i: min(len(encoded[i][1]), len(s) - 1) for i, s in enumerate(seqs)}
+    keep_ok = keeps_logits(model)
+    for batch in by_length([len(s) for s in seqs], rows, CPU_TOKENS if device.type == "cpu" else None):
         ids, mask = right_padded([seqs[i] for i in batch], pad)
         width = ids.shape[1]
-        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
-        logits = logits[:, -width:]  # prompt tuning prepends virtual-token positions to the logits
+        # the vocabulary projection only where a continuation token is predicted: the last `keep` positions
+        keep = max(width - len(seqs[i]) + scored[i] + 1 for i in batch) if keep_ok else width
+        kwargs = {"logits_to_keep": keep} if keep < width else {}
+        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device), **kwargs).logits
+        logits = logits[:, -keep:]  # prompt tuning prepends virtual-token positions to the logits
         for j, i in enumerate(batch):
-            s, n = seqs[i], min(len(encoded[i][1]), len(seqs[i]) - 1)
-            out[i] = sum_logprob(logits[j, len(s) - n - 1: len(s) - 1], s[len(s) - n:])
+            s, n, start = seqs[i], scored[i], width - keep
+            out[i] = sum_logprob(logits[j, len(s) - n - 1 - start: len(s) - 1 - start], s[len(s) - n:])
     return out
 
 
@@ -80,6 +85,12 @@ def continuation_logprobs(model, tok, pairs: list[tuple[str, str]], batch_size: 
 def _prompt_learning(model) -> bool:
     """A peft prefix- or prompt-tuned model (its forward adds virtual tokens or a learned KV prefix itself)."""
     return bool(getattr(getattr(model, "active_peft_config", None), "is_prompt_learning", False))
+
+
+def keeps_logits(model) -> bool:
+    """The forward can compute logits for its last positions only (`logits_to_keep`); prompt-learning peft
+    models are left out, since their forward builds its own inputs around the virtual tokens."""
+    return "logits_to_keep" in _cache_kwargs(model)[1] and not _prompt_learning(model)
 
 
 def _cache_kwargs(model) -> tuple[str, dict]:

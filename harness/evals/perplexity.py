@@ -18,8 +18,8 @@ import torch
 from harness.data import bos_ids, load_split, scored_pair
 from harness.data.native import read_documents, spread
 from harness.evals.items import example_groups, example_ids, item_ids, labels
-from harness.evals.batching import by_length, right_padded, rows_per_batch
-from harness.evals.lm import DEFAULT_BATCH, continuation_logprobs, encode_pair, pad_id, sum_logprob
+from harness.evals.batching import CPU_TOKENS, by_length, right_padded, rows_per_batch
+from harness.evals.lm import DEFAULT_BATCH, continuation_logprobs, encode_pair, keeps_logits, pad_id, sum_logprob
 from harness.paths import resolve_data
 
 
@@ -56,13 +56,19 @@ def text_nll(model, tok, texts: list[str], max_length: int = 512, stride: int | 
     sums = [0.0] * len(texts)
     rows = rows_per_batch(model, batch_size, max_length, max_length, "perplexity")
     pad = pad_id(tok)
-    for batch in by_length([len(w) for _, w, _ in spans], rows):
+    keep_ok = keeps_logits(model)
+    for batch in by_length([len(w) for _, w, _ in spans], rows, CPU_TOKENS if device.type == "cpu" else None):
         ids, mask = right_padded([spans[i][1] for i in batch], pad)
-        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
-        logits = logits[:, -ids.shape[1]:]  # drop virtual-token positions (prompt tuning)
+        width = ids.shape[1]
+        # a later window scores only its new tokens: the vocabulary projection only for the last `keep` positions
+        keep = max(width - len(spans[i][1]) + spans[i][2] + 1 for i in batch) if keep_ok else width
+        kwargs = {"logits_to_keep": keep} if keep < width else {}
+        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device), **kwargs).logits
+        logits = logits[:, -keep:]  # drop virtual-token positions (prompt tuning)
+        start = width - keep
         for j, i in enumerate(batch):
             d, w, new = spans[i]
-            sums[d] -= sum_logprob(logits[j, len(w) - 1 - new:len(w) - 1], w[len(w) - new:])
+            sums[d] -= sum_logprob(logits[j, len(w) - 1 - new - start:len(w) - 1 - start], w[len(w) - new:])
     return sums, [len(ids) - 1 for ids in docs]
 
 

@@ -181,7 +181,7 @@ def judge_model(model, cell):
     from harness.matrix import BASE
     from harness.models import load
 
-    if cell.strategy == BASE:
+    if getattr(cell, "strategy", None) == BASE:
         return model
     return load(cell.model, Path(cell.root))[0].eval().to(next(model.parameters()).device)
 
