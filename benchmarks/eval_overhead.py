@@ -136,27 +136,11 @@ def ref_perplexity(model, tok, cell) -> dict:
 
 
 def ref_generate(model, tok, prompts: list[str], max_new_tokens: int, stop: list[str]) -> list[str]:
-    """Plain batched greedy `generate`: batches of 16 in input order, left padding, cut at the stop strings."""
-    import torch
+    """Plain batched greedy `generate`: batches of 16 in input order, left padding, cut at the stop strings
+    (the harness's pre-batching greedy, kept as the reference in eval_speed.py)."""
+    from eval_speed import old_greedy  # this script's folder is on sys.path when it runs
 
-    from harness.data import bos_ids
-
-    eos = [i for i in {tok.eos_token_id, tok.convert_tokens_to_ids("<|end|>")} if isinstance(i, int) and i >= 0]
-    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
-    texts = []
-    for i in range(0, len(prompts), GEN_BATCH):
-        enc = [bos_ids(tok, p) + tok(p, add_special_tokens=False)["input_ids"] for p in prompts[i:i + GEN_BATCH]]
-        width = max(map(len, enc))
-        ids = torch.tensor([[pad] * (width - len(e)) + e for e in enc])
-        mask = torch.tensor([[0] * (width - len(e)) + [1] * len(e) for e in enc])
-        out = model.generate(input_ids=ids, attention_mask=mask, do_sample=False, max_new_tokens=max_new_tokens,
-                             eos_token_id=eos, pad_token_id=pad)
-        for row in out[:, width:]:
-            text = tok.decode(row, skip_special_tokens=True)
-            for s in stop:
-                text = text.split(s)[0]
-            texts.append(text.strip())
-    return texts
+    return old_greedy(model, tok, prompts, max_new_tokens, GEN_BATCH, stop)
 
 
 def ref_task(model, tok, cell) -> dict:
