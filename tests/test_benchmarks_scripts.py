@@ -97,7 +97,7 @@ def test_gpu_bench_model_folder_and_matrix_follow_the_real_matrix(tmp_path):
     cells = gb.matrix_cells(folder, tmp_path, tokens=300, batch_size=None, eval_limit=3)
     assert [(c.strategy, c.params.get("r")) for c in cells] == [
         ("base", None), ("full", None), ("lora", 16), ("qlora", 16), ("adapter", None), ("prefix", None)]
-    assert {c.train.batch_size for c in cells} == {4} and cells[1].train.learning_rate == 1e-4  # smollm2's
+    assert {c.train.batch_size for c in cells} == {2} and cells[1].train.learning_rate == 1e-4  # smollm2's
     assert cells[0].budget["tokens"] == 300 and cells[0].eval.limit == 3
     assert cells[0].eval.suites == ["perplexity", "task", "benchmarks", "safety"]
     model, tok = models.load(cells[0].model, tmp_path)
