@@ -183,6 +183,6 @@ def test_real_suite_validates_offline_without_the_model():
     assert [c.label for c in cells] == ["base", "full lr=0.0001", "lora r=4 lr=0.001", "lora r=16 lr=0.001",
                                         "lora r=64 lr=0.001", "qlora r=16 lr=0.001", "adapter size=16 lr=0.001",
                                         "prefix num_virtual_tokens=16 lr=0.01", "bitfit lr=0.001"]
-    assert spec.models[0].id == "smollm2-135m-instruct" and spec.budget.tokens == 20000
+    assert spec.models[0].id == "smollm2-135m-instruct" and spec.budget.tokens == 8000
     assert spec.data.columns["output"] == ["summary", "summary1", "summary2", "summary3"]
     assert [t.formulation for t in spec.eval.benchmarks.tasks] == ["cloze"]
