@@ -21,6 +21,7 @@ import json
 import math
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import psutil
@@ -55,12 +56,15 @@ class MemoryMonitor:
         self._thread: threading.Thread | None = None
         self.baseline_rss, self.baseline_anon = self.peak_rss, self.peak_anon = rss()
         self.baseline_cuda = 0
+        self.cuda_floor = 0  # the CUDA peak before the last `aside` (which resets torch's peak counter)
+        self._paused = False
 
     def start(self) -> MemoryMonitor:
         self.baseline_rss, self.baseline_anon = self.peak_rss, self.peak_anon = rss()
         if self.cuda:
             torch.cuda.reset_peak_memory_stats()
             self.baseline_cuda = torch.cuda.memory_allocated()
+            self.cuda_floor = 0
         self._thread = threading.Thread(target=self._sample, name="rss-sampler", daemon=True)
         self._thread.start()
         return self
@@ -70,6 +74,8 @@ class MemoryMonitor:
             self.sample()
 
     def sample(self) -> None:
+        if self._paused:
+            return
         whole, anon = rss()
         self.peak_rss, self.peak_anon = max(self.peak_rss, whole), max(self.peak_anon, anon)
 
@@ -79,6 +85,22 @@ class MemoryMonitor:
         if self._thread:
             self._thread.join()
 
+    @contextmanager
+    def aside(self):
+        """Memory used inside is not the run's (writing a snapshot): the peaks are put back as they were before."""
+        self.sample()
+        saved = self.peak_rss, self.peak_anon
+        cuda_peak = torch.cuda.max_memory_allocated() if self.cuda else 0
+        self._paused = True
+        try:
+            yield
+        finally:
+            self.peak_rss, self.peak_anon = saved
+            if self.cuda:
+                torch.cuda.reset_peak_memory_stats()
+                self.cuda_floor = max(self.cuda_floor, cuda_peak)
+            self._paused = False
+
     @property
     def peak_rss_mb(self) -> float:
         return self.peak_rss / MB
@@ -87,7 +109,7 @@ class MemoryMonitor:
     def peak_mb(self) -> float:
         """What the model, its training state and activations took: the number the memory cap and estimate use."""
         if self.cuda:
-            return (torch.cuda.max_memory_allocated() - self.baseline_cuda) / MB
+            return (max(torch.cuda.max_memory_allocated(), self.cuda_floor) - self.baseline_cuda) / MB
         return (self.peak_anon - self.baseline_anon) / MB
 
 
@@ -102,6 +124,7 @@ class BudgetCallback(TrainerCallback):
         self.stopped_by: str | None = None
         self.start = 0.0
         self.seconds = 0.0
+        self.excluded = 0.0  # seconds spent on work that is not training (snapshots.SnapshotCallback)
         self.losses: list[float] = []
 
     @property
@@ -114,7 +137,7 @@ class BudgetCallback(TrainerCallback):
         self.start = time.perf_counter()
 
     def on_step_end(self, args, state, control, **kwargs):
-        self.seconds = time.perf_counter() - self.start
+        self.seconds = time.perf_counter() - self.start - self.excluded
         self.memory.sample()
         if state.num_input_tokens_seen >= self.tokens:
             control.should_training_stop = True

@@ -3,7 +3,7 @@
 The runner starts it in a child process (`python -m harness.cell CELL.json RESULTS_DIR`)
 so a crash or an out-of-memory cannot take the matrix, or the next cell's memory
 numbers, with it. The child dies with the runner (harness.procs) and marks each phase
-(load, prepare, train, evaluate) in its progress file, where the runner's watchdog reads it.
+(load, prepare, train, evaluate, points) in its progress file, where the runner's watchdog reads it.
 
     result = run_cell(cell, Path("results/smoke"))
 """
@@ -15,11 +15,13 @@ import os
 import shutil
 import sys
 import tempfile
+from contextlib import ExitStack
 from datetime import datetime, timezone
 from pathlib import Path
 
-from harness import env, models, procs, store, tracking
+from harness import env, models, procs, snapshots, store, tracking
 from harness.matrix import BASE, Cell, resolve_params
+from harness.points import evaluate_points
 from harness.timing import SPAWNED_ENV, Clock
 
 
@@ -55,6 +57,12 @@ def run_cell(cell: Cell, results_dir: Path, progress=print, progress_file: Path 
 
     `spawned_at` (time.time() when the runner started this process) makes the interpreter's start and
     imports the first phase of result["timing"] (harness.timing)."""
+    with ExitStack() as cleanup:  # scratch folders (the points' snapshots) go however the cell ends
+        return _run_cell(cell, results_dir, progress, progress_file, spawned_at, cleanup)
+
+
+def _run_cell(cell: Cell, results_dir: Path, progress, progress_file: Path | None, spawned_at: float | None,
+              cleanup: ExitStack) -> dict | None:
     clock = Clock(spawned_at)
     with clock.phase("start", "imports"):
         from transformers import set_seed
@@ -64,7 +72,7 @@ def run_cell(cell: Cell, results_dir: Path, progress=print, progress_file: Path 
 
         import strategies  # noqa: F401  (registers the built-ins)
         from harness.data.report import epochs, prepare_train
-        from harness.evals import sanity
+        from harness.evals import inference, sanity
         from harness.evals.suites import run_suites
         from strategies.base import STRATEGIES, count_trainable
 
@@ -72,7 +80,8 @@ def run_cell(cell: Cell, results_dir: Path, progress=print, progress_file: Path 
     result = {"id": cell.id, "label": cell.label, "matrix": cell.matrix, "cell": cell.model_dump(mode="json"),
               "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "env": env.capture()}
     set_seed(cell.seed)
-    strategy = params = None
+    strategy = params = start = scratch = None
+    taken: list[dict] = []
     if cell.strategy != BASE:
         strategy = STRATEGIES.get(cell.strategy)()
         params = resolve_params(strategy.Params, cell.params)
@@ -97,6 +106,11 @@ def run_cell(cell: Cell, results_dir: Path, progress=print, progress_file: Path 
         with clock.phase("prepare"):
             model = strategy.prepare(model, params)
         result["trainable_params"] = count_trainable(model)
+        if cell.eval.checkpoints or cell.eval.interpolate:  # the prepared model's trained part: harness.points
+            scratch = Path(tempfile.mkdtemp(prefix="harness-points-"))
+            cleanup.callback(shutil.rmtree, scratch, ignore_errors=True)
+            with clock.phase("points", "snapshot"), memory.aside():
+                start = snapshots.snapshot(model, scratch / "start.safetensors")
         _phase(progress_file, "train")
         with clock.phase("data"):
             examples = prepare_train(cell, tok, results_dir, progress)
@@ -104,7 +118,9 @@ def run_cell(cell: Cell, results_dir: Path, progress=print, progress_file: Path 
         model, usage, trials = fit(cell, strategy, params, model, tok, examples,
                                    lambda: models.load(cell.model, root, **load_kwargs)[0], memory, progress_file,
                                    clock=clock, packing=cell.data.packing,
-                                   tracking=tracking.trainer_kwargs(results_dir, cell.label))
+                                   tracking=tracking.trainer_kwargs(results_dir, cell.label),
+                                   snapshot_dir=scratch / "checkpoints" if scratch and cell.eval.checkpoints else None)
+        taken = usage.pop("snapshots", [])
         usage["epochs"] = epochs(results_dir, cell)
         if int(os.environ.get("RANK", "0")) != 0:
             return None  # rank 0 evaluates and stores; the others only helped train
@@ -120,6 +136,18 @@ def run_cell(cell: Cell, results_dir: Path, progress=print, progress_file: Path 
     _phase(progress_file, "evaluate")
     metrics, items = run_suites(model, tok, cell, progress, clock=clock, on_suite=_suite_line(progress_file))
     result["metrics"] = metrics
+    if start is not None:  # the checkpoints and interpolations, the model left as trained
+        _phase(progress_file, "points")
+        final = snapshots.snapshot(model, names=snapshots.names(start))  # a reloaded save trains nothing
+        result["points"], items["_points"] = evaluate_points(model, tok, cell, strategy, start, final, taken, clock,
+                                                             progress)
+    if cell.eval.inference:
+        with clock.phase("inference"):
+            try:
+                result["inference"] = inference.measure(model, tok, cell)
+            except Exception as e:  # a side measurement: its failure must not cost the cell its scores
+                result["inference"] = {"error": f"{type(e).__name__}: {e}"}
+                progress(f"  WARNING inference cost not measured: {result['inference']['error']}")
     with clock.phase("sanity"):
         result["sanity"] = sanity.check(model, tok, cell.model, strategy is not None, base_logits, base_generations)
     if failure := result["sanity"].get("failure"):  # generated scores are not this model's: not a result

@@ -161,6 +161,23 @@ class BenchmarksSpec(_Spec):
         return tasks
 
 
+class TradeoffSpec(_Spec):
+    """The forgetting an operating point may cost: the best task score among a cell's points within both limits."""
+
+    general_ppl_increase: PositiveFloat = 0.05  # ppl_general at most 5% above the base model's
+    benchmark_drop: float = Field(default=0.01, ge=0)  # each benchmark accuracy at most 1 point below the base's
+
+
+def _fractions(v: list[float], low_open: bool, high_open: bool, what: str) -> list[float]:
+    for x in v:
+        if x <= 0 or x > 1 or (high_open and x == 1) or (not low_open and x == 0):
+            high = "1)" if high_open else "1]"
+            raise ValueError(f"{x} is not a {what} in (0, {high}")
+    if len(set(v)) != len(v):
+        raise ValueError(f"{v} repeats a value")
+    return sorted(v)
+
+
 class EvalSpec(_Spec):
     suites: list[Literal[SUITES]] = None  # type: ignore[valid-type,assignment]  # None: every suite with data
     safety: str | None = None  # folder holding advbench/ and xstest/ CSVs
@@ -179,8 +196,28 @@ class EvalSpec(_Spec):
     refusal_judge: str | None = None  # local sequence-classification model folder for the judge classifier
     coherence_max_ppl: PositiveFloat | None = 10.0  # ceiling on a refusal/helpful reply's base-model per-token PPL
     on_topic_min: float = Field(default=0.5, ge=0, le=1)  # share of the prompt's content words a helpful reply uses
+    # Points besides the end (harness.points): the point suites run at these fractions of the token budget
+    # (snapshots taken inside the one training run) and at base + a·(tuned - base) for each a of interpolate.
+    checkpoints: list[float] | None = None  # e.g. [0.25, 0.5, 0.75]; 1 is the end, measured anyway
+    interpolate: list[float] | None = None  # e.g. [0.25, 0.5, 0.75]; 0 is the base, 1 the tuned model
+    point_suites: list[Literal[SUITES]] | None = None  # type: ignore[valid-type]  # None: every suite of the cell
+    tradeoff: TradeoffSpec | None = None  # the operating point's forgetting limits; None: TradeoffSpec()'s
+    inference: bool = True  # time prompt throughput and per-token latency after the suites (evals.inference)
     # reuse a base model's evaluation from harness.basecache; excluded from the dump: it changes no number
     base_cache: bool = Field(default=True, exclude=True)
+
+    @field_validator("checkpoints")
+    @classmethod
+    def _checkpoints(cls, v):
+        return v if v is None else _fractions(v, low_open=True, high_open=False, what="fraction of the budget")
+
+    @field_validator("interpolate")
+    @classmethod
+    def _interpolate(cls, v):
+        if v is not None and any(x in (0, 1) for x in v):
+            raise ValueError(f"{v}: 0 is the base model and 1 the tuned one, both measured anyway; "
+                             "list the weights between, e.g. [0.25, 0.5, 0.75]")
+        return v if v is None else _fractions(v, low_open=True, high_open=True, what="interpolation weight")
 
     @model_validator(mode="after")
     def _consistent(self):
@@ -190,6 +227,8 @@ class EvalSpec(_Spec):
         if self.ppl_stride and self.ppl_stride >= self.ppl_window:
             raise ValueError(f"ppl_stride ({self.ppl_stride}) must be below ppl_window ({self.ppl_window}), "
                              "or the first token of each later window goes unscored")
+        if self.point_suites and (off := [x for x in self.point_suites if x not in self.suites]):
+            raise ValueError(f"point_suites {off} are not among the cell's suites {self.suites}")
         if self.refusal_classifier == "judge" and not self.refusal_judge:
             raise ValueError("refusal_classifier 'judge' needs refusal_judge: a local classifier model folder")
         return self

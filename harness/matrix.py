@@ -36,6 +36,15 @@ NOT_IDENTITY = ("matrix", "root", "label")  # names and places, never the experi
 TRAINING_ONLY = ("budget", "train", "tuning", "lr_multipliers", "params")
 TRAINING_ONLY_DATA = ("packing",)
 CARVING_DATA = ("tuning", "samples")  # change the training rows, which data.drop_contaminated scores against
+# What only a trained cell's extra points read (harness.points): never in a base cell's id.
+POINTS_EVAL = ("checkpoints", "interpolate", "point_suites", "tradeoff")
+# Eval keys added after results were stored: at their defaults they are left out of every id, so those results keep
+# their ids (and a matrix resumes them) until a matrix sets the key.
+ADDED_EVAL = {"checkpoints": None, "interpolate": None, "point_suites": None, "tradeoff": None, "inference": True}
+
+
+def _without_added(ev: dict) -> dict:
+    return {k: v for k, v in ev.items() if k not in ADDED_EVAL or v != ADDED_EVAL[k]}
 
 
 def evaluation(cell: dict) -> dict:
@@ -44,13 +53,18 @@ def evaluation(cell: dict) -> dict:
     data = dict(cell.get("data") or {})
     for key in TRAINING_ONLY_DATA + (() if data.get("drop_contaminated") else CARVING_DATA):
         data.pop(key, None)
-    return {**{k: v for k, v in cell.items() if k not in TRAINING_ONLY + NOT_IDENTITY}, "data": data}
+    out = {**{k: v for k, v in cell.items() if k not in TRAINING_ONLY + NOT_IDENTITY}, "data": data}
+    if "eval" in cell:
+        out["eval"] = _without_added({k: v for k, v in cell["eval"].items() if k not in POINTS_EVAL})
+    return out
 
 
 def identity(cell: dict) -> dict:
     """What a cell's id hashes (besides the versions): a trained cell's whole config, a base cell's evaluation."""
     out = {k: v for k, v in cell.items() if k not in NOT_IDENTITY}
-    return evaluation(out) if out.get("strategy") == BASE else out
+    if out.get("strategy") == BASE:
+        return evaluation(out)
+    return {**out, "eval": _without_added(out["eval"])} if "eval" in out else out
 
 
 @cache

@@ -24,6 +24,7 @@ from harness.budget import BudgetCallback, MemoryMonitor
 from harness.config import TrainSpec
 from harness.data import collator
 from harness.flops import param_count, training_flops
+from harness.snapshots import SnapshotCallback
 
 
 def uses_bf16(spec: TrainSpec) -> bool:
@@ -49,10 +50,13 @@ def split_to_multiple(examples: list[dict], multiple: int) -> list[dict]:
 
 def train(model, tok, examples: list[dict], spec: TrainSpec, budget: dict, seed: int, workdir: Path | None = None,
           memory: MemoryMonitor | None = None, progress_file: Path | None = None, trial: str = "",
-          packing: bool = False, tracking: dict | None = None) -> dict:
+          packing: bool = False, tracking: dict | None = None, snapshot_at: list[float] | None = None,
+          snapshot_dir: Path | None = None) -> dict:
     """One pass over `examples` (already budgeted); returns what the run consumed.
 
     `memory`, started before the model was loaded, makes peak_memory_mb include the weights.
+    `snapshot_at` (fractions of the token budget) writes the trained part to `snapshot_dir` when the run reaches
+    each (harness.snapshots); usage["snapshots"] lists them, their time and memory left out of the run's.
     """
     data_collator, counting = collator(tok, packing, model)  # the data layer decides padding vs packing
     world = world_size()
@@ -74,8 +78,11 @@ def train(model, tok, examples: list[dict], spec: TrainSpec, budget: dict, seed:
     memory = memory or MemoryMonitor().start()
     callback = BudgetCallback(budget["tokens"], budget.get("max_seconds"), budget.get("max_memory_mb"), memory,
                               progress_file, trial)
+    callbacks = [callback]
+    if snapshot_at:
+        callbacks.append(SnapshotCallback(snapshot_at, budget["tokens"], snapshot_dir, callback))
     trainer = Trainer(
-        model=model, args=args, train_dataset=examples, processing_class=tok, callbacks=[callback],
+        model=model, args=args, train_dataset=examples, processing_class=tok, callbacks=callbacks,
         data_collator=data_collator,
     )
     try:
@@ -102,4 +109,5 @@ def train(model, tok, examples: list[dict], spec: TrainSpec, budget: dict, seed:
         "loss_last": callback.losses[-1] if callback.losses else None,
         "loss_curve": callback.losses,
         "stopped_by": callback.stopped_by,
+        **({"snapshots": callbacks[1].taken} if snapshot_at else {}),
     }

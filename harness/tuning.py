@@ -75,17 +75,19 @@ def t_ppl(trial: dict) -> float:
 
 
 def fit(cell, strategy, params, model, tok, examples: list[dict], reload_base: Callable, memory: MemoryMonitor,
-        progress_file: Path | None = None, clock: Clock | None = None,
+        progress_file: Path | None = None, clock: Clock | None = None, snapshot_dir: Path | None = None,
         **train_kwargs) -> tuple[object, dict, list[dict] | None]:
     """Train once, or once per LR multiplier of the cell; returns (model to evaluate, its usage, the trials).
 
     `clock` gets a train record per trial (its fresh model, training and tuning score), and one each for
-    the base model's forgetting ceiling and for reloading the chosen trial."""
+    the base model's forgetting ceiling and for reloading the chosen trial. With `snapshot_dir`, each run
+    writes its checkpoints (cell.eval.checkpoints) under it; usage["snapshots"] are the chosen run's."""
     clock = clock or Clock()
+    at = [f for f in cell.eval.checkpoints or [] if f < 1] if snapshot_dir else None
     if not cell.lr_multipliers:
         with clock.phase("train", "final"):
             usage = train(model, tok, examples, cell.train, cell.budget, cell.seed, memory=memory,
-                          progress_file=progress_file, **train_kwargs)
+                          progress_file=progress_file, snapshot_at=at, snapshot_dir=snapshot_dir, **train_kwargs)
         memory.stop()
         return model, usage, None
     from transformers import set_seed
@@ -114,7 +116,8 @@ def fit(cell, strategy, params, model, tok, examples: list[dict], reload_base: C
                     model = strategy.prepare(reload_base(), params)
                 spec = cell.train.model_copy(update={"learning_rate": lr})
                 usage = train(model, tok, examples, spec, cell.budget, cell.seed, memory=memory,
-                              progress_file=progress_file, trial=trial, **train_kwargs)
+                              progress_file=progress_file, trial=trial, snapshot_at=at,
+                              snapshot_dir=snapshot_dir / f"trial{i}" if snapshot_dir else None, **train_kwargs)
                 memory.stop()
                 loss = tuning_loss(model, tok, cell) if usage["stopped_by"] != "nan" else math.inf
                 loss = loss if math.isfinite(loss) else None

@@ -12,6 +12,10 @@ training loop (harness/train.py does).
         def prepare(self, model, params): ...   # the model to train
         def save(self, model, path): ...        # only what was trained
         def load(self, base, path): ...         # base + saved -> the fine-tuned model
+
+Optional (harness.snapshots.blend, for eval.interpolate): `interpolated(name) -> bool` picks the trained
+parameters a blend toward the start moves (default: all of them), and `not_interpolable = "why"` says why
+the strategy has no blend that passes through the base model.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 
 from strategies.base import TrainDefaults, peft_load, peft_save, register_strategy
-from strategies.lora import LoRAParams, lora_config
+from strategies.lora import LoRAParams, lora_config, lora_update
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,6 +23,8 @@ class DoRAParams(LoRAParams):
 class DoRA:
     Params = DoRAParams
     defaults = TrainDefaults(learning_rate=2e-4)  # LoRA's; Liu et al. use LoRA's settings
+
+    interpolated = staticmethod(lora_update)  # harness.snapshots.blend
 
     def check(self, model, params):
         if not params.use_dora:

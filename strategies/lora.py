@@ -53,6 +53,12 @@ class LoRAParams:
             raise ValueError(f"dropout is a probability, in [0, 1]; got {self.dropout}")
 
 
+def lora_update(name: str) -> bool:
+    """The parameters whose blend toward their start scales the update B·A by a: B (from zero) and DoRA's magnitude;
+    A keeps its trained value, since scaling both would scale the update by a²."""
+    return "lora_B" in name or "lora_magnitude_vector" in name
+
+
 def lora_config(model: nn.Module, params: LoRAParams):
     from peft import LoraConfig
 
@@ -68,6 +74,8 @@ def lora_config(model: nn.Module, params: LoRAParams):
 class LoRA:
     Params = LoRAParams
     defaults = TrainDefaults(learning_rate=2e-4)  # the QLoRA paper's value for 7B-13B models
+
+    interpolated = staticmethod(lora_update)  # harness.snapshots.blend
 
     def check(self, model, params):
         return None

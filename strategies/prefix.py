@@ -77,12 +77,18 @@ class PromptParams:
             raise ValueError(f"num_virtual_tokens must be >= 1, got {self.num_virtual_tokens}")
 
 
+# harness.snapshots.blend's reason: a blend is only toward the base where the prepared model is the base model
+NO_BLEND = ("its prepared model is not the base model (the virtual tokens start random), so no weight blend "
+            "passes through the base; and a blend toward no prefix at all changes the prompt's length, not a weight")
+
+
 @register_strategy("prefix")
 class Prefix:
     """Prefix tuning through peft: trained key/value prefixes at every layer."""
 
     Params = PrefixParams
     defaults = TrainDefaults(learning_rate=1e-2)
+    not_interpolable = NO_BLEND
 
     def check(self, model, params):
         return None
@@ -107,6 +113,7 @@ class Prompt:
 
     Params = PromptParams
     defaults = TrainDefaults(learning_rate=3e-2)
+    not_interpolable = NO_BLEND
 
     def check(self, model, params):
         return None

@@ -12,7 +12,7 @@ from typing import Literal
 import torch
 
 from strategies.base import TrainDefaults, peft_load, peft_save, register_strategy
-from strategies.lora import lora_config
+from strategies.lora import lora_config, lora_update
 
 
 @dataclass(frozen=True)
@@ -69,6 +69,8 @@ class QLoRA:
         return {"quantization_config": BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type=params.quant_type, bnb_4bit_use_double_quant=params.double_quant,
             bnb_4bit_compute_dtype=dtype)}
+
+    interpolated = staticmethod(lora_update)  # harness.snapshots.blend
 
     def check(self, model, params):
         if problem := bitsandbytes_problem():

@@ -5,6 +5,7 @@ point carries its row index (`customdata[0]`, the page selects that cell on clic
 text naming the cell, its config and the interval of what is plotted.
 
     figs = figures(rows, configs)   # {"pareto": fig_json, "forgetting": fig_json}; rows from table.annotate
+    figs = figures(rows, configs, curves, spec)   # adds "tradeoff" (report.tradeoff's curves and limits)
 """
 
 from __future__ import annotations
@@ -12,13 +13,14 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import plotly.colors as pcolors
 import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.subplots import make_subplots
 
 from harness.evals.metrics import describe
 from harness.report.frame import BASE
-from harness.report.plots import COSTS, SAFETY, general_panels, pareto_front, short_labels
+from harness.report.plots import COSTS, SAFETY, general_panels, pareto_front, short_labels, tradeoff_lines, tradeoff_panels
 from harness.report.table import format_delta, format_value, metric_names, primary_metric
 
 
@@ -106,10 +108,46 @@ def forgetting(rows: list[dict], configs: list[str], quality: str) -> go.Figure 
     return fig
 
 
-def figures(rows: list[dict], configs: list[str]) -> dict[str, dict]:
+def tradeoff(rows: list[dict], curves: dict[str, list[dict]], quality: str, spec) -> go.Figure | None:
+    """plots.tradeoff's curves: per cell, base -> checkpoints (solid) and interpolations (dashed) -> end."""
+    from harness.report.tradeoff import _point_name, operating_point
+
+    panels = tradeoff_panels(curves, spec)
+    if not curves or not panels:
+        return None
+    index = {r["label"]: i for i, r in enumerate(rows)}
+    colours = pcolors.qualitative.Dark24 if len(curves) > 10 else pcolors.qualitative.D3
+    m = describe(quality)
+    fig = make_subplots(rows=1, cols=len(panels), horizontal_spacing=0.08, subplot_titles=[x for _, x, _, _ in panels])
+    for col, (kind, _, x_of, limit) in enumerate(panels, start=1):
+        for n, (label, points) in enumerate(curves.items()):
+            colour, op = colours[n % len(colours)], operating_point(points, spec, m.higher_is_better)
+            for style, line in tradeoff_lines(points, x_of):
+                fig.add_trace(go.Scatter(
+                    x=[x_of(p) for p in line], y=[p["task"]["delta"] for p in line], mode="lines+markers",
+                    name=label, legendgroup=label, showlegend=col == 1 and style == "-",
+                    line={"color": colour, "dash": "solid" if style == "-" else "dash", "width": 1.6},
+                    marker={"size": [14 if p is op else 7 for p in line], "color": colour,
+                            "line": {"width": [2 if p is op else 0 for p in line], "color": "#111"}},
+                    customdata=[[index[label]] for _ in line], hoverinfo="text",
+                    hovertext=[_hover({"label": label}, _point_name(p), [
+                        f"task gain: {p['task']['delta']:+.3g} [{p['task']['lo']:+.3g}, {p['task']['hi']:+.3g}]",
+                        f"forgetting: {x_of(p):+.3g}", *(["operating point"] if p is op else [])]) for p in line]),
+                    row=1, col=col)
+        fig.add_vline(x=limit, line={"dash": "dot", "color": "#b22222", "width": 1}, row=1, col=col)
+        fig.update_xaxes(autorange="reversed" if kind == "bench" else True, row=1, col=col)
+        fig.update_yaxes(title_text=f"task gain: Δ {m.label}", autorange=True if m.higher_is_better else "reversed",
+                         row=1, col=col)
+    fig.update_layout(title="Stability-plasticity: checkpoints solid, interpolations dashed, large: the operating point",
+                      height=470, legend={"orientation": "h", "y": -0.2}, margin={"l": 60, "r": 20, "t": 70, "b": 40})
+    return fig
+
+
+def figures(rows: list[dict], configs: list[str], curves: dict | None = None, spec=None) -> dict[str, dict]:
     """The charts that can be drawn, as plotly JSON (data + layout) for Plotly.newPlot."""
     quality = primary_metric(metric_names(rows))
     if quality is None:
         return {}
-    figs = {"pareto": pareto(rows, configs, quality), "forgetting": forgetting(rows, configs, quality)}
+    figs = {"pareto": pareto(rows, configs, quality), "forgetting": forgetting(rows, configs, quality),
+            "tradeoff": tradeoff(rows, curves, quality, spec) if curves and spec else None}
     return {k: json.loads(pio.to_json(f, validate=False)) for k, f in figs.items() if f is not None}

@@ -181,8 +181,21 @@ def row(group: list[dict]) -> dict:
         "trainable_params": first.get("trainable_params"), "total_params": first.get("total_params"),
         "artifact_bytes": first.get("artifact_bytes"), "usage": _usage(measured), "metrics": _metrics(measured),
         "high_load": any(high_load(r) for r in measured), "timing": _timing(measured),
-        "reused_from": first.get("reused_from"),
+        "reused_from": first.get("reused_from"), "points": _points(measured),
+        "inference": next((r["inference"] for r in measured if r.get("inference")), None),  # the first seed's
     }
+
+
+def _points(results: list[dict]) -> list[dict]:
+    """A trained cell's checkpoints and interpolations (harness.points), metrics over seeds as `_metrics` does."""
+    keys = dict.fromkeys(p["key"] for r in results for p in r.get("points") or [])
+    out = []
+    for key in keys:
+        records = [p for r in results for p in r.get("points") or [] if p["key"] == key]
+        first = records[0]
+        out.append({**{k: first.get(k) for k in ("key", "kind", "at", "tokens", "reason")},
+                    "metrics": _metrics([p for p in records if p.get("metrics")])})
+    return out
 
 
 def summarize(results: list[dict]) -> list[dict]:

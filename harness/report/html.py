@@ -139,7 +139,8 @@ def _seconds(row: dict) -> dict:
 
 
 def leaderboard_page(results: list[dict], rows: list[dict], results_dir: Path, title: str, header: list[str],
-                     tables: dict[str, pd.DataFrame], hygiene: str | None, rules: str) -> str:
+                     tables: dict[str, pd.DataFrame], hygiene: str | None, rules: str,
+                     sections: list[dict] | None = None, curves: dict | None = None, spec=None) -> str:
     by_id = {r["id"]: r for r in results}
     items = {i: load_items(results_dir, i) for r in rows for i in r["ids"]}
     first = [by_id[r["ids"][0]] if r["ids"] else None for r in rows]
@@ -171,7 +172,9 @@ def leaderboard_page(results: list[dict], rows: list[dict], results_dir: Path, t
         title=title, header=header, rules=rules, headline=top, roles=h.metrics,
         tables={name: frame_table(df) for name, df in tables.items() if not df.empty}, details=details,
         unmeasured=failed, hygiene=hygiene, plotly=plotly_bundle(),
-        data=_json_script({"cells": cells, "texts": texts, "figures": charts.figures(rows, configs)}))
+        sections=[{**s, "tables": {n: frame_table(df) for n, df in s["tables"].items() if not df.empty}}
+                  for s in sections or []],
+        data=_json_script({"cells": cells, "texts": texts, "figures": charts.figures(rows, configs, curves, spec)}))
 
 
 def compare_page(report) -> str:

@@ -17,7 +17,7 @@ import pandas as pd
 from harness import env as env_info
 from harness.evals.metrics import HELP, describe
 from harness.evals.stats import METHODS
-from harness.report import deltas, plots
+from harness.report import deltas, efficiency, plots, tradeoff
 from harness.report.frame import BASE, current_set, high_load, load_items, load_results, summarize
 from harness.report.headline import headline
 from harness.report.table import (LOAD_MARK, annotate, is_side_effect, metric_names, ordered, primary_metric,
@@ -255,7 +255,11 @@ def time_section(rows: list[dict]) -> list[str]:
         for kind in ("start", "load", "prepare", "data", "train"):
             rec[f"{kind} s"] = _num(t["phases"].get(kind), "{:,.1f}")
         rec.update({f"eval {n} s": _num(t["suites"].get(n), "{:,.1f}") for n in suites})
-        rest = sum(v for k, v in t["phases"].items() if k not in ("start", "load", "prepare", "data", "train", "eval"))
+        for kind in ("points", "inference"):  # checkpoints and interpolations (harness.points); serving cost
+            if any(kind in x["timing"]["phases"] for x in timed):
+                rec[f"{kind} s"] = _num(t["phases"].get(kind, 0.0), "{:,.1f}")
+        rest = sum(v for k, v in t["phases"].items()
+                   if k not in ("start", "load", "prepare", "data", "train", "eval", "points", "inference"))
         rec["sanity, store, other s"] = _num(rest, "{:,.1f}")
         if tasks := t.get("benchmark_tasks"):
             rec["benchmark tasks"] = ", ".join(f"{k} {v:,.1f}" for k, v in tasks.items())
@@ -389,7 +393,7 @@ def samples(rows: list[dict], results_dir: Path) -> list[str]:
 
 
 def markdown(results: list[dict], rows: list[dict], results_dir: Path, title: str, figures: list[Path],
-             left_out: list[dict] | None = None) -> str:
+             left_out: list[dict] | None = None, tradeoff_lines: list[str] | None = None) -> str:
     names = metric_names(rows)
     shown = [n for n in names if not uninformative(rows, n)]
     quality = [n for n in shown if not is_side_effect(n)]
@@ -407,6 +411,8 @@ def markdown(results: list[dict], rows: list[dict], results_dir: Path, title: st
         parts += ["## Plots", ""] + [f"![{f.stem}]({f.name})" for f in figures] + [""]
         if any(r.get("high_load") for r in rows):
             parts += [f"The training-time panel marks cells measured under high load ({LOAD_MARK}, ringed red).", ""]
+    parts += tradeoff_lines or []
+    parts += efficiency.section(rows)
     parts += samples(rows, results_dir)
     parts += lr_section(rows)
     parts += time_section(rows)
@@ -431,14 +437,30 @@ def wide_tables(rows: list[dict]) -> dict[str, pd.DataFrame]:
                                               if any(r["vs_base"] for r in rows) and delta_names else pd.DataFrame())}
 
 
+def extra_sections(rows: list[dict], curves: dict, spec) -> list[dict]:
+    """The markdown's operating-point and inference-cost sections as the page shows them: title, text, tables."""
+    out = []
+    if made := tradeoff.tables(curves, rows, spec):
+        rule, summary, detail = made
+        notes = [f"`{label}`: not interpolated: {why}" for label, why in tradeoff.not_interpolated(rows).items()]
+        out.append({"id": "tradeoff", "title": tradeoff.TITLE, "text": [rule, *notes],
+                    "tables": {"Per cell": summary, "Every point": detail}})
+    if made := efficiency.table(rows):
+        note, df = made
+        out.append({"id": "efficiency", "title": efficiency.TITLE, "text": [note, f"`{efficiency.FORMULA}`"],
+                    "tables": {"Per cell": df}})
+    return out
+
+
 def report_page(results: list[dict], rows: list[dict], results_dir: Path, title: str,
-                left_out: list[dict] | None = None) -> str:
+                left_out: list[dict] | None = None, curves: dict | None = None, spec=None) -> str:
     """report.html's content: the same header, headline and tables as the markdown, plus charts and evidence."""
     from harness.report.html import leaderboard_page
 
     lines = header(results, results_dir, title, left_out)[2:]  # without the title and its blank line
     return leaderboard_page(results, rows, results_dir, title, [h.removeprefix("- ") for h in lines],
-                            wide_tables(rows), data_hygiene(results_dir), RULES)
+                            wide_tables(rows), data_hygiene(results_dir), RULES,
+                            extra_sections(rows, curves or {}, spec), curves, spec)
 
 
 def write_leaderboard(results_dir: Path, title: str | None = None, plot: bool = True) -> Path:
@@ -447,13 +469,14 @@ def write_leaderboard(results_dir: Path, title: str | None = None, plot: bool = 
     results_dir = Path(results_dir)
     results, left_out = current_set(load_results(results_dir))
     rows = ordered(annotate(summarize(results), results_dir))
-    figures = plots.write_plots(rows, results_dir) if plot else []
+    curves, spec = tradeoff.curves_for(rows, results_dir), tradeoff.limits(results)
+    figures = plots.write_plots(rows, results_dir, curves, spec) if plot else []
     summary_frame(rows).to_csv(results_dir / "summary.csv", index=False)
     (results_dir / "summary.json").write_text(json.dumps({"title": title or results_dir.name, "rows": rows},
                                                          indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     out = results_dir / "LEADERBOARD.md"
-    out.write_text(markdown(results, rows, results_dir, title or results_dir.name, figures, left_out),
-                   encoding="utf-8")
+    out.write_text(markdown(results, rows, results_dir, title or results_dir.name, figures, left_out,
+                            tradeoff.section(curves, rows, spec, tradeoff.not_interpolated(rows))), encoding="utf-8")
     (results_dir / "report.html").write_text(report_page(results, rows, results_dir, title or results_dir.name,
-                                                         left_out), encoding="utf-8")
+                                                         left_out, curves, spec), encoding="utf-8")
     return out

@@ -5,7 +5,10 @@
   panel, cells measured under high machine load (frame.high_load) are ringed red;
 - forgetting.png: task gain over the base model against the change in general ability
   (general-text perplexity, and the mean change of general-benchmark accuracy), each point
-  coloured by its harmful-prompt refusal rate.
+  coloured by its harmful-prompt refusal rate;
+- tradeoff.png: where the matrix measured points besides the end (eval.checkpoints, eval.interpolate),
+  each cell's curve from the base through them: task gain against forgetting, one colour per cell,
+  checkpoints solid, interpolations dashed, the operating point ringed (report.tradeoff).
 
     figures = write_plots(rows, Path("results/smoke"))   # rows from table.annotate
 """
@@ -182,11 +185,73 @@ def forgetting(rows: list[dict], quality: str, path: Path) -> Path | None:
     return path
 
 
-def write_plots(rows: list[dict], results_dir: Path) -> list[Path]:
-    """The PNGs that could be drawn (none without a trained ok cell), in results_dir."""
+def tradeoff_panels(curves: dict[str, list[dict]], spec) -> list[tuple]:
+    """The forgetting axes the curves can be drawn on: (kind, x label, x of a point, the limit on x)."""
+    from harness.report.tradeoff import mean_bench
+
+    panels = [("ppl", f"general-text perplexity change vs base (%); limit +{100 * spec.general_ppl_increase:g}%",
+               lambda p: p["ppl_pct"]["delta"] if p["ppl_pct"] else None, 100 * spec.general_ppl_increase),
+              ("bench", f"mean change of general benchmark accuracy vs base; limit -{spec.benchmark_drop:g}",
+               mean_bench, -spec.benchmark_drop)]
+    return [pn for pn in panels if any(pn[2](p) is not None for ps in curves.values() for p in ps[1:])]
+
+
+def tradeoff_lines(points: list[dict], x_of) -> list[tuple[str, list[dict]]]:
+    """A cell's curves on one panel: (line style, its points), checkpoints solid and interpolations dashed,
+    each from the base through to the end; an interpolation line needs a point between them."""
+    lines = []
+    for kinds, style in ((("base", "checkpoint", "end"), "-"), (("base", "interpolate", "end"), "--")):
+        line = [p for p in points if p["kind"] in kinds and x_of(p) is not None]
+        if len(line) > 2 or (len(line) == 2 and style == "-"):
+            lines.append((style, line))
+    return lines
+
+
+def tradeoff(curves: dict[str, list[dict]], quality: str, spec, path: Path) -> Path | None:
+    """Task gain against forgetting along each cell's points (report.tradeoff.curves_for)."""
+    from harness.report.tradeoff import operating_point
+
+    panels = tradeoff_panels(curves, spec)
+    if not curves or not panels:
+        return None
+    fig, axes = plt.subplots(1, len(panels), figsize=(7.5 * len(panels), 5.8), squeeze=False, layout="constrained")
+    colours = plt.get_cmap("tab20" if len(curves) > 10 else "tab10")
+    for ax, (kind, xlabel, x_of, limit) in zip(axes[0], panels):
+        for i, (label, points) in enumerate(curves.items()):
+            colour = colours(i % colours.N)
+            for style, line in tradeoff_lines(points, x_of):
+                ax.plot([x_of(p) for p in line], [p["task"]["delta"] for p in line], style, color=colour,
+                        marker="o", ms=4, lw=1.4, label=label if style == "-" else None)
+            op = operating_point(points, spec, describe(quality).higher_is_better)
+            if x_of(op) is not None:
+                ax.scatter([x_of(op)], [op["task"]["delta"]], s=160, facecolors="none", edgecolors=[colour],
+                           linewidths=2, zorder=5)
+        ax.axvline(limit, color="firebrick", lw=1, ls=":")
+        ax.axhline(0, color="0.4", lw=0.8)
+        ax.axvline(0, color="0.4", lw=0.8)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(f"task gain: Δ {describe(quality).label} vs base")
+        ax.grid(alpha=0.3)
+        if not describe(quality).higher_is_better:
+            ax.invert_yaxis()  # up = a better task score
+        if kind == "bench":
+            ax.invert_xaxis()  # right = more forgetting on both panels
+    axes[0][0].legend(fontsize=8, loc="best")
+    fig.suptitle("Stability-plasticity: each cell from the base (0, 0) through its checkpoints (solid) and "
+                 "interpolations (dashed) to its end; ringed: the operating point", fontsize=11)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_plots(rows: list[dict], results_dir: Path, curves: dict | None = None, spec=None) -> list[Path]:
+    """The PNGs that could be drawn (none without a trained ok cell), in results_dir; `curves` (with the
+    tradeoff `spec`) adds tradeoff.png."""
     quality = primary_metric(metric_names(rows))
     if quality is None:
         return []
     figures = [pareto(rows, quality, Path(results_dir) / "pareto.png"),
                forgetting(rows, quality, Path(results_dir) / "forgetting.png")]
+    if curves:
+        figures.append(tradeoff(curves, quality, spec, Path(results_dir) / "tradeoff.png"))
     return [f for f in figures if f is not None]
