@@ -329,3 +329,19 @@ def test_real_mmlu_ceval_gsm8k_files_through_the_same_configs(tmp_path, tiny_mod
     assert gsm["dataset_kwargs"]["data_files"] == {"test": str(gsm8k / "test.jsonl"),
                                                    "train": str(gsm8k / "train.jsonl")}
     assert gsm["include"].endswith("gsm8k/gsm8k.yaml")
+
+
+def test_templates_compile_once_and_render_as_lm_eval_renders_them():
+    """The compile cache changes no rendered text and is gone after the call (lm-eval's own function back)."""
+    from lm_eval import utils
+
+    from harness.evals.benchmarks import compiled_templates
+
+    doc = {"question": "2+2?", "choices": ["3", "4"], "answer": 1}
+    templates = ["{{question.strip()}}\nAnswer:", "{{choices[answer]}}", "{{question | regex_replace('\\\\?', '!')}}"]
+    original = utils.apply_template
+    expected = [original(t, doc) for t in templates]
+    with compiled_templates():
+        assert utils.apply_template is not original
+        assert [utils.apply_template(t, doc) for t in templates * 2] == expected * 2
+    assert utils.apply_template is original

@@ -35,6 +35,7 @@ to HFLM's own within float rounding); generation is HFLM's.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import functools
 import math
@@ -150,8 +151,25 @@ def evaluate(lm, loaded: list[dict], limits: list[int | None]) -> dict:
     random.seed(DEFAULT_RANDOM_SEED)
     np.random.seed(DEFAULT_OTHER_SEED)
     set_torch_seed(DEFAULT_OTHER_SEED)
-    return evaluate_tasks(lm=lm, task_dict=merged, samples=samples or None, cache_requests=False, bootstrap_iters=0,
-                          log_samples=True, fewshot_as_multiturn=True)
+    with compiled_templates():
+        return evaluate_tasks(lm=lm, task_dict=merged, samples=samples or None, cache_requests=False,
+                              bootstrap_iters=0, log_samples=True, fewshot_as_multiturn=True)
+
+
+@contextlib.contextmanager
+def compiled_templates():
+    """lm-eval renders every doc_to_text/target/choice through `utils.apply_template`, which compiles its Jinja
+    template afresh on each call: on the tiny world's 2,152 docs, 12,428 compiles took 8 of the call's 16 s.
+    Inside this block each distinct template string compiles once (same environment, same rendering)."""
+    from lm_eval import utils
+
+    original = utils.apply_template
+    compile_once = functools.lru_cache(maxsize=None)(utils.env.from_string)
+    utils.apply_template = lambda template, doc: compile_once(template).render(**doc)
+    try:
+        yield
+    finally:
+        utils.apply_template = original
 
 
 def entry_results(results: dict, loaded: dict) -> dict:
