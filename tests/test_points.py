@@ -18,7 +18,7 @@ from harness import snapshots
 from harness.cli import main
 from harness.config import ConfigError, EvalSpec, TradeoffSpec
 from harness.matrix import resolve_params
-from harness.report.tradeoff import operating_point, within
+from harness.report.tradeoff import like_with_like, operating_point, within
 from strategies.base import STRATEGIES
 
 
@@ -165,6 +165,13 @@ def test_the_operating_point_is_the_best_task_score_within_the_limits():
     assert operating_point([_point("base", 0, 0, 0), _point("end", 1, 0.3, 9.0)], spec)["kind"] == "base"
     lower = [_point("base", 0, 0, 0), _point("end", 1, -0.4, 1.0)]  # a lower-is-better task metric: -0.4 is a gain
     assert operating_point(lower, spec, higher_is_better=False)["kind"] == "end"
+    # benchmarks measured at the end alone (point_suites without them) hold no point to their limit
+    ends_only = [_point("base", 0, 0, 0), _point("checkpoint", 0.5, 0.2, 1.0), _point("end", 1, 0.3, 2.0)]
+    ends_only[1]["bench"] = {}
+    ends_only[2]["bench"]["mmlu_acc"]["delta"] = -0.2
+    assert operating_point(ends_only, spec)["kind"] == "checkpoint"  # unfair: only the end was held to MMLU
+    assert [p["bench"] for p in like_with_like(ends_only)] == [{}, {}, {}]
+    assert operating_point(like_with_like(ends_only), spec)["kind"] == "end"
 
 
 @pytest.mark.slow

@@ -32,7 +32,7 @@ import torch
 
 PROMPTS = 4
 NEW_TOKENS = 16
-REPEATS = 2
+REPEATS = 3
 
 
 def prompts(tok, cell) -> list[str]:

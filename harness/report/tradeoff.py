@@ -110,9 +110,16 @@ def curves_for(rows: list[dict], results_dir: Path) -> dict[str, list[dict]]:
         end_items = _point_items(results_dir, r["ids"], None)
         points.append({"key": "end", "kind": "end", "at": 1.0,
                        **measure(base, base_items, r["metrics"], end_items, quality, ppl, accs)})
-        points = [p for p in points if p["task"] is not None]
+        points = like_with_like([p for p in points if p["task"] is not None])
         curves[r["label"]] = sorted(points, key=lambda p: (KIND_ORDER[p["kind"]], p["at"]))
     return curves
+
+
+def like_with_like(points: list[dict]) -> list[dict]:
+    """The points with only the benchmarks every point but the base measured: when eval.point_suites leaves the
+    benchmarks out, the end's benchmark scores must not make the end fail a limit no other point is held to."""
+    common = set.intersection(*(set(p["bench"]) for p in points[1:])) if len(points) > 1 else set()
+    return [{**p, "bench": {n: d for n, d in p["bench"].items() if n in common}} for p in points]
 
 
 def operating_point(points: list[dict], spec: TradeoffSpec, higher_is_better: bool = True) -> dict:
@@ -167,7 +174,9 @@ def tables(curves: dict[str, list[dict]], rows: list[dict], spec: TradeoffSpec) 
             f"intervals). The **operating point** is the point with the highest task gain ({describe(quality).label}) "
             f"whose forgetting stays within the limits: general-text perplexity at most "
             f"+{100 * spec.general_ppl_increase:g}% and every general benchmark accuracy at most "
-            f"{spec.benchmark_drop:g} below the base (point estimates; `eval.tradeoff` sets them). A cell with no "
+            f"{spec.benchmark_drop:g} below the base (point estimates; `eval.tradeoff` sets them), on the measures "
+            f"every point of the cell has (a benchmark left out of `eval.point_suites` judges no point, the end "
+            f"included; its end scores are in the tables above). A cell with no "
             f"point within the limits operates at the base (Δ 0). An operating point other than the end means the "
             f"full run overshot: an earlier checkpoint, or a blend toward the base, does better within the limits.")
     return rule, pd.DataFrame(summary), pd.DataFrame(detail)
