@@ -108,7 +108,7 @@ def curves_for(rows: list[dict], results_dir: Path) -> dict[str, list[dict]]:
             points.append({"key": p["key"], "kind": p["kind"], "at": p["at"], "tokens": p.get("tokens"),
                            **measure(base, base_items, p["metrics"], items, quality, ppl, accs)})
         end_items = _point_items(results_dir, r["ids"], None)
-        points.append({"key": "end", "kind": "end", "at": 1.0,
+        points.append({"key": "end", "kind": "end", "at": 1.0, "tokens": (r.get("usage") or {}).get("tokens"),
                        **measure(base, base_items, r["metrics"], end_items, quality, ppl, accs)})
         points = like_with_like([p for p in points if p["task"] is not None])
         curves[r["label"]] = sorted(points, key=lambda p: (KIND_ORDER[p["kind"]], p["at"]))
@@ -151,6 +151,7 @@ def tables(curves: dict[str, list[dict]], rows: list[dict], spec: TradeoffSpec) 
     ppl, accs = forgetting_metrics(rows)
     qfmt = describe(quality).fmt
     summary, detail = [], []
+    accs = [n for n in accs if any(n in p["bench"] for ps in curves.values() for p in ps)]  # judged somewhere
     for label, points in curves.items():
         op, end = operating_point(points, spec, describe(quality).higher_is_better), points[-1]
         summary.append({
@@ -163,7 +164,7 @@ def tables(curves: dict[str, list[dict]], rows: list[dict], spec: TradeoffSpec) 
             "points": len(points) - 1})
         for p in points[1:]:
             detail.append({"cell": label, "point": _point_name(p),
-                           "tokens": f"{p['tokens']:,}" if p.get("tokens") else "–",
+                           "tokens": f"{p['tokens']:,.0f}" if p.get("tokens") else "–",
                            f"task Δ {describe(quality).label}": _fmt(p["task"], qfmt),
                            **({"general PPL Δ%": _fmt(p["ppl_pct"], "{:.1f}")} if ppl else {}),
                            **{f"Δ {describe(n).label}": _fmt(p["bench"].get(n), describe(n).fmt) for n in accs},
