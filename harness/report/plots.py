@@ -226,6 +226,8 @@ def tradeoff(curves: dict[str, list[dict]], quality: str, spec, path: Path) -> P
             if x_of(op) is not None:
                 ax.scatter([x_of(op)], [op["task"]["delta"]], s=160, facecolors="none", edgecolors=[colour],
                            linewidths=2, zorder=5)
+        if kind == "ppl":  # blends sit within a few percent, ends at hundreds: linear to 10%, log beyond
+            ax.set_xscale("symlog", linthresh=10)
         ax.axvline(limit, color="firebrick", lw=1, ls=":")
         ax.axhline(0, color="0.4", lw=0.8)
         ax.axvline(0, color="0.4", lw=0.8)
@@ -237,8 +239,8 @@ def tradeoff(curves: dict[str, list[dict]], quality: str, spec, path: Path) -> P
         if kind == "bench":
             ax.invert_xaxis()  # right = more forgetting on both panels
     axes[0][0].legend(fontsize=8, loc="best")
-    fig.suptitle("Stability-plasticity: each cell from the base (0, 0) through its checkpoints (solid) and "
-                 "interpolations (dashed) to its end; ringed: the operating point", fontsize=11)
+    fig.suptitle("Stability-plasticity: each cell from the base (0, 0) through its checkpoints (solid)\n"
+                 "and interpolations (dashed) to its end; ringed: the operating point", fontsize=11)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
