@@ -45,6 +45,8 @@ def evaluate_points(model, tok, cell, strategy, start, final, taken: list[dict],
     todo += [("interpolate", a, None) for a in cell.eval.interpolate or []]
     points, items = [], {}
     why = snapshots.interpolation_problem(strategy)
+    if cell.eval.interpolate and not why:
+        start = snapshots.read(start)  # once for every weight, not one file read per blend
     try:
         for kind, at, mark in todo:
             record = {"key": key(kind, at), "kind": kind, "at": at}

@@ -50,12 +50,9 @@ def limits(results: list[dict]) -> TradeoffSpec:
     return TradeoffSpec()
 
 
-def _point_items(results_dir: Path, ids: list[str], key: str | None) -> list[dict]:
-    out = []
-    for i in ids:
-        items = load_items(results_dir, i)
-        out.append(items if key is None else (items.get("_points") or {}).get(key) or {})
-    return out
+def _point_items(per_seed: list[dict], key: str | None) -> list[dict]:
+    """Each seed's items at one point (None: the end), from the cell's items files read once."""
+    return [items if key is None else (items.get("_points") or {}).get(key) or {} for items in per_seed]
 
 
 def _delta(base: dict, base_items: list[dict], metrics: dict, items: list[dict], name: str) -> dict | None:
@@ -97,19 +94,19 @@ def curves_for(rows: list[dict], results_dir: Path) -> dict[str, list[dict]]:
         base = bases.get(r["model"])
         if r["status"] != "ok" or r is base or base is None or not r.get("points") or quality is None:
             continue
-        base_items = _point_items(results_dir, base["ids"], None)
+        base_items = [load_items(results_dir, i) for i in base["ids"]]
+        cell_items = [load_items(results_dir, i) for i in r["ids"]]
         zero = {"task": {"delta": 0.0, "lo": 0.0, "hi": 0.0}, "ppl_pct": {"delta": 0.0, "lo": 0.0, "hi": 0.0}
                 if ppl else None, "bench": {n: {"delta": 0.0, "lo": 0.0, "hi": 0.0} for n in accs}}
         points = [{"key": "base", "kind": "base", "at": 0.0, **zero}]
         for p in r["points"]:
             if p.get("reason") or not p["metrics"]:
                 continue
-            items = _point_items(results_dir, r["ids"], p["key"])
+            items = _point_items(cell_items, p["key"])
             points.append({"key": p["key"], "kind": p["kind"], "at": p["at"], "tokens": p.get("tokens"),
                            **measure(base, base_items, p["metrics"], items, quality, ppl, accs)})
-        end_items = _point_items(results_dir, r["ids"], None)
         points.append({"key": "end", "kind": "end", "at": 1.0, "tokens": (r.get("usage") or {}).get("tokens"),
-                       **measure(base, base_items, r["metrics"], end_items, quality, ppl, accs)})
+                       **measure(base, base_items, r["metrics"], cell_items, quality, ppl, accs)})
         points = like_with_like([p for p in points if p["task"] is not None])
         curves[r["label"]] = sorted(points, key=lambda p: (KIND_ORDER[p["kind"]], p["at"]))
     return curves
