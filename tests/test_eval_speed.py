@@ -244,3 +244,49 @@ def test_by_length_caps_padded_tokens_and_puts_a_long_row_alone():
     assert by_length(lengths, 16) == [[1, 2, 3, 4, 0, 5]]
     assert by_length(lengths, 16, max_tokens=1024) == [[1], [2, 3, 4], [0, 5]]  # 3 x 300 <= 1024; 4 x 300 is not
     assert by_length(lengths, 2, max_tokens=1024) == [[1], [2, 3], [4, 0], [5]]
+
+
+@pytest.mark.parametrize("arch", ["llama-nobias", "qwen2", "gpt2"])
+def test_own_decode_loop_gives_generates_tokens_for_every_strategy(arch):
+    """Rows leave the batch as they end (here: at EOS ids or after a row-dependent length), and every row's
+    tokens equal `generate`'s greedy tokens up to the same end, for each strategy that decodes itself."""
+    import strategies  # noqa: F401
+    from test_strategies import CASES, prepared
+
+    from harness.evals.lm import _decode, decodes_itself
+
+    g = torch.Generator().manual_seed(2)
+    lengths = [7, 3, 9, 5]
+    ids = torch.randint(3, 256, (4, 9), generator=g)
+    mask = torch.ones_like(ids)
+    for row, n in enumerate(lengths):  # left padding, as greedy lays rows out
+        ids[row, :9 - n], mask[row, :9 - n] = 0, 0
+    ran = []
+    for name in sorted(CASES):
+        try:
+            _, _, model, _ = prepared(name, arch)
+        except pytest.skip.Exception:  # the strategy does not apply to this architecture (it says why)
+            continue
+        if name in ("prefix", "prompt"):
+            assert not decodes_itself(model)  # peft builds its own inputs: generate runs
+            continue
+        assert decodes_itself(model), name
+        with torch.no_grad():
+            for p in model.parameters():
+                if p.requires_grad:
+                    p.add_(0.05 * torch.randn(p.shape, generator=g))  # off the identity start
+            full = model.generate(input_ids=ids, attention_mask=mask, do_sample=False, max_new_tokens=12,
+                                  pad_token_id=0)[:, 9:].tolist()
+        eos = {full[0][4]}  # row 0 ends at its fifth token, and any other row where it says that token
+
+        def ends(row, toks):
+            return len(toks) >= 2 + 3 * row  # rows 0..3 end after 2, 5, 8, 11 tokens
+
+        want = []
+        for row, toks in enumerate(full):
+            n = next(k + 1 for k in range(len(toks)) if toks[k] in eos or ends(row, toks[:k + 1]) or k == 11)
+            want.append(toks[:n])
+        with torch.no_grad():
+            assert _decode(model, ids, mask, 12, list(eos), ends) == want, name
+        ran.append(name)
+    assert len(ran) >= 7, ran

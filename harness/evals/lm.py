@@ -201,13 +201,66 @@ def cut(text: str, stop: list[str]) -> str:
     return text.strip()
 
 
+# generation settings under which greedy decoding is a plain argmax: anything else goes to `generate`
+_PLAIN_ARGMAX = {"repetition_penalty": (None, 1.0), "no_repeat_ngram_size": (None, 0), "bad_words_ids": (None,),
+                 "suppress_tokens": (None,), "begin_suppress_tokens": (None,), "forced_bos_token_id": (None,),
+                 "forced_eos_token_id": (None,), "min_length": (None, 0), "min_new_tokens": (None, 0),
+                 "sequence_bias": (None,), "encoder_repetition_penalty": (None, 1.0)}
+
+
+def decodes_itself(model) -> bool:
+    """Greedy decoding can run our own loop: a causal model whose forward takes a cache and explicit
+    positions, no prompt learning (peft's forward builds its own inputs), no logits processor configured."""
+    config = getattr(model, "generation_config", None)
+    if _prompt_learning(model) or getattr(model.config, "is_encoder_decoder", False) or config is None:
+        return False
+    params = inspect.signature((model.get_base_model() if hasattr(model, "get_base_model") else model).forward).parameters
+    return "position_ids" in params and all(getattr(config, k, None) in ok for k, ok in _PLAIN_ARGMAX.items())
+
+
+def _decode(model, ids: torch.Tensor, mask: torch.Tensor, max_new_tokens: int, eos_ids: list[int],
+            done) -> list[list[int]]:
+    """Greedy tokens per left-padded row, each row dropped from the batch (and its KV cache) once it ends.
+
+    A row ends at an EOS id (kept, as `generate` keeps it) or when `done(row, tokens)` says so; the rest of
+    the batch runs on without it, so a batch costs the sum of its replies' lengths, not its longest times
+    its rows. Positions follow `generate`'s (the mask's running count), so the tokens equal its greedy ones.
+    """
+    name, one_logit = _cache_kwargs(model)
+    positions = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 0)
+    out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, **one_logit)
+    cache, nxt = getattr(out, name), positions[:, -1:] + 1
+    tokens: list[list[int]] = [[] for _ in range(ids.shape[0])]
+    alive = list(range(ids.shape[0]))
+    eos = set(eos_ids)
+    for step in range(max_new_tokens):
+        picked = out.logits[:, -1].float().argmax(-1)
+        keep = []
+        for j, (row, t) in enumerate(zip(alive, picked.tolist())):
+            tokens[row].append(t)
+            if t not in eos and not done(row, tokens[row]):
+                keep.append(j)
+        if not keep or step == max_new_tokens - 1:
+            break
+        if len(keep) < len(alive):
+            index = torch.tensor(keep, device=ids.device)
+            cache.batch_select_indices(index)
+            mask, nxt, picked = mask[index], nxt[index], picked[index]
+            alive = [alive[j] for j in keep]
+        mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], 1)
+        out = model(input_ids=picked[:, None], attention_mask=mask, position_ids=nxt, use_cache=True, **{name: cache})
+        nxt = nxt + 1
+    return tokens
+
+
 @torch.no_grad()
 def greedy(model, tok, prompts: list[str], max_new_tokens: int = 64, batch_size: int = DEFAULT_BATCH,
            stop: list[str] | None = None) -> list[str]:
     """Greedy completions of raw prompts (chat templates already applied), cut at `stop` strings.
 
     Prompts run longest first, left-padded (generation appends on the right), with the KV cache on; a row
-    stops at EOS, `<|end|>` or a stop string, and a batch once all its rows have.
+    stops at EOS, `<|end|>` or a stop string. Where `decodes_itself`, a finished row leaves its batch at
+    once (`_decode`); otherwise `generate` runs, and a batch stops once all its rows have.
     """
     device = next(model.parameters()).device
     stop = stop or []
@@ -216,14 +269,22 @@ def greedy(model, tok, prompts: list[str], max_new_tokens: int = 64, batch_size:
     encoded = [bos_ids(tok, p) + tok(p, add_special_tokens=False)["input_ids"] for p in prompts]
     texts = [""] * len(prompts)
     rows = rows_per_batch(model, batch_size, max(map(len, encoded), default=0) + max_new_tokens, 1, "generation")
+    own = decodes_itself(model)
+
+    def done(_row: int, tokens: list[int]) -> bool:  # a stop string in the reply's text so far
+        return bool(stop) and any(s in tok.decode(tokens, skip_special_tokens=True) for s in stop)
+
     for batch in by_length([len(e) for e in encoded], rows):
         width = max(len(encoded[i]) for i in batch)
-        ids = torch.tensor([[pad] * (width - len(encoded[i])) + encoded[i] for i in batch])
-        mask = torch.tensor([[0] * (width - len(encoded[i])) + [1] * len(encoded[i]) for i in batch])
-        criteria = StoppingCriteriaList([StopStrings(tok, stop, width)] if stop else [])
-        gen = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), do_sample=False,
-                             max_new_tokens=max_new_tokens, eos_token_id=eos_ids, pad_token_id=pad, use_cache=True,
-                             stopping_criteria=criteria)
-        for i, row in zip(batch, gen[:, width:]):
+        ids = torch.tensor([[pad] * (width - len(encoded[i])) + encoded[i] for i in batch]).to(device)
+        mask = torch.tensor([[0] * (width - len(encoded[i])) + [1] * len(encoded[i]) for i in batch]).to(device)
+        if own:
+            replies = _decode(model, ids, mask, max_new_tokens, eos_ids, done)
+        else:
+            criteria = StoppingCriteriaList([StopStrings(tok, stop, width)] if stop else [])
+            gen = model.generate(input_ids=ids, attention_mask=mask, do_sample=False, max_new_tokens=max_new_tokens,
+                                 eos_token_id=eos_ids, pad_token_id=pad, use_cache=True, stopping_criteria=criteria)
+            replies = gen[:, width:]
+        for i, row in zip(batch, replies):
             texts[i] = cut(tok.decode(row, skip_special_tokens=True), stop)
     return texts
