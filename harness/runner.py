@@ -5,6 +5,7 @@ rewritten, and a run killed at any point resumes by re-running only the unfinish
 A stored result that does not verify (store.damage) is named, moved aside and run again.
 A child that outlives a phase's time (budget.max_seconds, see `phase_limit`) is killed and
 recorded over_budget with the phase named; the child dies with the runner (harness.procs).
+Single-process cells fork from the run's zygote (harness.zygote), which imported the libraries once.
 Cells run one after another here (`executor="local"`) or as Ray tasks (`executor="ray"`,
 the optional `ray` extra); a cell with `train.nproc_per_node > 1` trains under torchrun.
 
@@ -97,7 +98,20 @@ def cell_command(cell: Cell, spec_file: Path, results_dir: Path) -> list[str]:
     return [sys.executable, *args]
 
 
-def run_isolated(cell: Cell, results_dir: Path, on_progress=None, threads: int | None = None) -> dict:
+def _start_child(cell: Cell, spec_file: Path, results_dir: Path, child_env: dict, log: Path, zygote):
+    """The cell's process: forked from the run's zygote (harness/zygote.py) where there is one and the cell
+    trains in one process, else `python -m harness.cell` (under torchrun for several)."""
+    command = cell_command(cell, spec_file, results_dir)
+    if zygote is not None and command[1:3] == ["-m", "harness.cell"]:
+        try:
+            return zygote.start(command[3:], child_env, log)
+        except OSError:
+            pass  # the zygote is gone: the cell starts its own interpreter
+    with log.open("w", encoding="utf-8") as out:
+        return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=child_env)
+
+
+def run_isolated(cell: Cell, results_dir: Path, on_progress=None, threads: int | None = None, zygote=None) -> dict:
     """The cell in a child process; its output goes to logs/<id>.log, a crash becomes a `failed` result.
 
     The child appends JSON lines to logs/<id>.progress.jsonl: `{"phase": ...}` when a phase
@@ -116,16 +130,14 @@ def run_isolated(cell: Cell, results_dir: Path, on_progress=None, threads: int |
                  procs.PARENT_ENV: str(os.getpid())}
     if threads:
         child_env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    with log.open("w", encoding="utf-8") as out:
-        child_env[SPAWNED_ENV] = repr(time.time())  # the cell's timing starts here: its imports count
-        child = subprocess.Popen(cell_command(cell, spec_file, results_dir), stdout=out, stderr=subprocess.STDOUT,
-                                 env=child_env)
-        try:
-            code, overrun = _wait(child, progress_file, on_progress, cell)
-        finally:
-            if child.poll() is None:  # interrupted, or the watchdog fired: no child outlives the wait
-                child.kill()
-                child.wait()
+    child_env[SPAWNED_ENV] = repr(time.time())  # the cell's timing starts here: its imports count
+    child = _start_child(cell, spec_file, results_dir, child_env, log, zygote)
+    try:
+        code, overrun = _wait(child, progress_file, on_progress, cell)
+    finally:
+        if child.poll() is None:  # interrupted, or the watchdog fired: no child outlives the wait
+            child.kill()
+            child.wait()
     if overrun:
         phase, seconds = overrun
         return _failed(cell, results_dir, f"watchdog: the {phase} phase ran {seconds:.0f}s, past budget.max_seconds "
@@ -268,47 +280,64 @@ def supersede(results_dir: Path, current: set[str], progress=print) -> list[Path
 def _run_local(todo: list[Cell], results_dir: Path, isolate: bool, progress) -> None:
     from tqdm import tqdm
 
+    from harness.zygote import start_zygote
+
     quiet = not sys.stderr.isatty()
     say = progress if quiet or progress is not print else tqdm.write
     bar = tqdm(total=len(todo), desc="matrix", unit="cell", position=0, disable=quiet)
-    for i, cell in enumerate(todo, 1):
-        say(f"[{i}/{len(todo)}] {cell.label} ({cell.id})")
-        cell_bar = tqdm(total=cell.budget["tokens"], desc=cell.label[:24], unit="tok", position=1, leave=False,
-                        disable=quiet)
-        suite_bar = None
+    logs = results_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    zygote = start_zygote(logs / "zygote.log") if isolate and todo else None  # one per run: cells fork from it
+    try:
+        for i, cell in enumerate(todo, 1):
+            say(f"[{i}/{len(todo)}] {cell.label} ({cell.id})")
+            result = _run_one(cell, results_dir, isolate, progress, quiet, say, zygote)
+            bar.update(1)
+            say(f"      -> {result['status']} in {result.get('wall_seconds', 0):.0f}s"
+                + (f": {result['reason']}" if result.get("reason") else ""))
+    finally:
+        if zygote is not None:
+            zygote.close()
+        bar.close()
 
-        def on_progress(line, cell_bar=cell_bar):
-            nonlocal suite_bar
-            if "suite" in line:  # a bar of its own on a terminal; in a log file, one line per suite end
-                if suite_bar is None:
-                    suite_bar = tqdm(total=line["total"], desc="eval", unit="suite", position=2, leave=False,
-                                     disable=quiet)
-                if line["seconds"] is None:
-                    suite_bar.set_postfix_str(line["suite"], refresh=True)
-                else:
-                    suite_bar.update(1)
-                    if quiet:
-                        say(f"      eval {line['suite']} ({line['index'] + 1}/{line['total']}): "
-                            f"{line['seconds']:.1f}s")
-                return
-            cell_bar.n = line["tokens"]
-            cell_bar.set_postfix_str(f"{line['trial']} loss={line['loss']:.3f}" if line.get("loss") is not None
-                                     else line["trial"], refresh=True)
 
-        started = time.time()
+def _run_one(cell: Cell, results_dir: Path, isolate: bool, progress, quiet: bool, say, zygote) -> dict:
+    """One cell with its token bar and (on a terminal) its suite bar; a failure becomes a result."""
+    from tqdm import tqdm
+
+    cell_bar = tqdm(total=cell.budget["tokens"], desc=cell.label[:24], unit="tok", position=1, leave=False,
+                    disable=quiet)
+    suite_bar = None
+
+    def on_progress(line):
+        nonlocal suite_bar
+        if "suite" in line:  # a bar of its own on a terminal; in a log file, one line per suite end
+            if suite_bar is None:
+                suite_bar = tqdm(total=line["total"], desc="eval", unit="suite", position=2, leave=False,
+                                 disable=quiet)
+            if line["seconds"] is None:
+                suite_bar.set_postfix_str(line["suite"], refresh=True)
+            else:
+                suite_bar.update(1)
+                if quiet:
+                    say(f"      eval {line['suite']} ({line['index'] + 1}/{line['total']}): "
+                        f"{line['seconds']:.1f}s")
+            return
+        cell_bar.n = line["tokens"]
+        cell_bar.set_postfix_str(f"{line['trial']} loss={line['loss']:.3f}" if line.get("loss") is not None
+                                 else line["trial"], refresh=True)
+
+    started = time.time()
+    try:
         if isolate:
-            result = run_isolated(cell, results_dir, on_progress)
-        else:
-            from harness.cell import run_cell
+            return run_isolated(cell, results_dir, on_progress, zygote=zygote)
+        from harness.cell import run_cell
 
-            try:
-                result = run_cell(cell, results_dir, progress)
-            except Exception as e:  # a cell never takes the matrix down
-                result = _failed(cell, results_dir, f"{type(e).__name__}: {e}", started)
+        try:
+            return run_cell(cell, results_dir, progress)
+        except Exception as e:  # a cell never takes the matrix down
+            return _failed(cell, results_dir, f"{type(e).__name__}: {e}", started)
+    finally:
         cell_bar.close()
         if suite_bar is not None:
             suite_bar.close()
-        bar.update(1)
-        say(f"      -> {result['status']} in {result.get('wall_seconds', 0):.0f}s"
-            + (f": {result['reason']}" if result.get("reason") else ""))
-    bar.close()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import time
 
 import pytest
 from conftest import TINY_WORLD
@@ -116,6 +118,10 @@ def test_a_crashing_cell_is_recorded_and_the_matrix_goes_on(perplexity_matrix, t
         assert results[label]["status"] == "failed"
         assert "Is a directory" in results[label]["reason"]
     assert "failed" in (out / "LEADERBOARD.md").read_text()
+    for r in results.values():  # each isolated cell forked from the run's zygote, its crash in its own log
+        log = (out / "logs" / f"{r['id']}.log").read_text()
+        assert log.startswith("cell process ") and "forked from the run's zygote" in log.splitlines()[0]
+    assert "Is a directory" in (out / "logs" / f"{results['full']['id']}.log").read_text()
     (out / "data_report.json").rmdir()  # fixed: the next run retries only the failed cells
     assert main(["run", "--matrix", str(matrix), "--out", str(out), "--in-process"]) == 0
     assert {r["status"] for r in store.load_all(out)} == {"ok"}
@@ -129,3 +135,21 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
         store.write_json_atomic(path, {"a": object()})
     assert json.loads(path.read_text()) == {"a": 1}
     assert [p.name for p in path.parent.iterdir()] == ["x.json"]
+
+
+def test_zygote_children_report_exit_codes_and_die_when_killed(tmp_path):
+    """A forked child's exit status comes back as Popen's would (1 for a crash, -9 for SIGKILL); none outlives
+    the zygote's close."""
+    from harness.zygote import Zygote
+
+    with Zygote() as zygote:
+        crash = zygote.start([str(tmp_path / "missing.cell.json"), str(tmp_path)], dict(os.environ),
+                             tmp_path / "crash.log")
+        assert crash.wait() == 1
+        assert "FileNotFoundError" in (tmp_path / "crash.log").read_text()
+        os.mkfifo(tmp_path / "fifo")  # reading the cell file blocks: a child that never ends by itself
+        hung = zygote.start([str(tmp_path / "fifo"), str(tmp_path)], dict(os.environ), tmp_path / "hung.log")
+        time.sleep(0.5)
+        assert hung.poll() is None
+        hung.kill()
+        assert hung.wait() == -9
