@@ -18,7 +18,7 @@ from harness import env as env_info
 from harness.evals.metrics import HELP, describe
 from harness.evals.stats import METHODS
 from harness.report import deltas, efficiency, plots, tradeoff
-from harness.report.frame import BASE, current_set, high_load, load_items, load_results, summarize
+from harness.report.frame import BASE, LOAD_SLACK, current_set, high_load, load_items, load_results, summarize
 from harness.report.headline import headline
 from harness.report.table import (LOAD_MARK, annotate, is_side_effect, metric_names, ordered, primary_metric,
                                   summary_frame, uninformative)
@@ -211,7 +211,7 @@ def header(results: list[dict], results_dir: Path, title: str, left_out: list[di
                      "`harness run --matrix FILE` moves the others to `aside/`")
     busy = [r for r in results if high_load(r)]
     if busy:
-        lines.append(f"- **Machine load:** {len(busy)} cell(s) ran with the load average above the "
+        lines.append(f"- **Machine load:** {len(busy)} cell(s) ran with the load average above {LOAD_SLACK:g}x the "
                      f"{env.get('cpus', '?')} cores ({LOAD_MARK} on their time figures): their seconds and tokens/s "
                      "measure the contention as much as the strategy")
     for r in results:
@@ -334,8 +334,8 @@ def glossary(rows: list[dict], tables: list[pd.DataFrame]) -> list[str]:
         elif h in GLOSSARY:
             lines.append(f"- **{h}**: {GLOSSARY[h]}")
     if any(r.get("high_load") for r in rows):
-        lines.append(f"- **{LOAD_MARK}**: the load average was above the number of cores when the cell started or "
-                     "ended; its time figures are not comparable")
+        lines.append(f"- **{LOAD_MARK}**: the load average was above {LOAD_SLACK:g}x the number of cores when the cell "
+                     "started or ended (a run alone holds it near the core count); its time figures are not comparable")
     return ["## Columns", "", *lines, ""] if lines else []
 
 
