@@ -202,6 +202,19 @@ def test_a_matrix_with_points_stores_them_per_item_and_draws_the_tradeoff(tmp_pa
     board = (tmp_path / "points" / "LEADERBOARD.md").read_text()
     assert "## Stability-plasticity: the operating point" in board and "a=0.5" in board
     assert (tmp_path / "points" / "tradeoff.png").is_file()
+    # each point's score against the end's, paired on the same items: for a mean metric its estimate is the
+    # point's gain over the base minus the end's
+    from harness.report.frame import current_set, load_results, summarize
+    from harness.report.tradeoff import curves_for
+
+    rows = summarize(current_set(load_results(tmp_path / "points"))[0])
+    curve = curves_for(rows, tmp_path / "points")["lora r=4 lr=0.003"]
+    end = curve[-1]
+    assert end["kind"] == "end" and end["vs_end"] is None
+    for point in curve[:-1]:
+        assert point["vs_end"]["paired"]
+        assert point["vs_end"]["delta"] == pytest.approx(point["task"]["delta"] - end["task"]["delta"], abs=1e-9)
+    assert "| there − end" in board
     assert "Stability-plasticity" not in (tmp_path / "plain" / "LEADERBOARD.md").read_text()
     # inference cost, for every ok cell: lora merges, prompt tuning adds its virtual tokens to every request
     for r in runs["points"].values():

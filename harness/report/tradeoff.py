@@ -98,15 +98,18 @@ def curves_for(rows: list[dict], results_dir: Path) -> dict[str, list[dict]]:
         cell_items = [load_items(results_dir, i) for i in r["ids"]]
         zero = {"task": {"delta": 0.0, "lo": 0.0, "hi": 0.0}, "ppl_pct": {"delta": 0.0, "lo": 0.0, "hi": 0.0}
                 if ppl else None, "bench": {n: {"delta": 0.0, "lo": 0.0, "hi": 0.0} for n in accs}}
-        points = [{"key": "base", "kind": "base", "at": 0.0, **zero}]
+        end = {"metrics": r["metrics"]}  # each point's task score against the end's, paired over the same items
+        points = [{"key": "base", "kind": "base", "at": 0.0, **zero,
+                   "vs_end": _delta(end, cell_items, base["metrics"], base_items, quality)}]
         for p in r["points"]:
             if p.get("reason") or not p["metrics"]:
                 continue
             items = _point_items(cell_items, p["key"])
             points.append({"key": p["key"], "kind": p["kind"], "at": p["at"], "tokens": p.get("tokens"),
-                           **measure(base, base_items, p["metrics"], items, quality, ppl, accs)})
+                           **measure(base, base_items, p["metrics"], items, quality, ppl, accs),
+                           "vs_end": _delta(end, cell_items, p["metrics"], items, quality)})
         points.append({"key": "end", "kind": "end", "at": 1.0, "tokens": (r.get("usage") or {}).get("tokens"),
-                       **measure(base, base_items, r["metrics"], cell_items, quality, ppl, accs)})
+                       **measure(base, base_items, r["metrics"], cell_items, quality, ppl, accs), "vs_end": None})
         points = like_with_like([p for p in points if p["task"] is not None])
         curves[r["label"]] = sorted(points, key=lambda p: (KIND_ORDER[p["kind"]], p["at"]))
     return curves
@@ -157,6 +160,7 @@ def tables(curves: dict[str, list[dict]], rows: list[dict], spec: TradeoffSpec) 
             "general PPL Δ% there": _fmt(op["ppl_pct"], "{:.1f}"),
             "benchmark Δ there (mean)": number(mean_bench(op), "{:.3f}", signed=True) if op["bench"] else "–",
             "task Δ at the end": _fmt(end["task"], qfmt),
+            "there − end": _fmt(op.get("vs_end"), qfmt),
             "end within limits": "yes" if within(end, spec) else "no",
             "points": len(points) - 1})
         for p in points[1:]:
@@ -176,7 +180,9 @@ def tables(curves: dict[str, list[dict]], rows: list[dict], spec: TradeoffSpec) 
             f"every point of the cell has (a benchmark left out of `eval.point_suites` judges no point, the end "
             f"included; its end scores are in the tables above). A cell with no "
             f"point within the limits operates at the base (Δ 0). An operating point other than the end means the "
-            f"full run overshot: an earlier checkpoint, or a blend toward the base, does better within the limits.")
+            f"full run overshot: an earlier checkpoint, or a blend toward the base, does better within the limits. "
+            f"*there − end* is the operating point's task score minus the end's, paired over the same items: where its "
+            f"interval excludes 0, the operating point scores differently on the task, not only forgets less.")
     return rule, pd.DataFrame(summary), pd.DataFrame(detail)
 
 
