@@ -21,6 +21,7 @@ Target: harness / reference <= 0.5.
 
     OMP_NUM_THREADS=2 python benchmarks/eval_overhead.py --suite tiny
     OMP_NUM_THREADS=2 python benchmarks/eval_overhead.py --suite smollm2 --append-results
+    python benchmarks/eval_overhead.py --suite tiny --device cuda     # both sides on a GPU (gpu.sh runs this)
 """
 
 from __future__ import annotations
@@ -95,7 +96,7 @@ def _nll_one(model, ids: list[int], n_scored: int) -> float:
 
     if n_scored == 0:
         return 0.0
-    x = torch.tensor([ids])
+    x = torch.tensor([ids], device=model.device)
     labels = x.clone()
     labels[0, : len(ids) - n_scored] = -100
     return model(input_ids=x, labels=labels).loss.item() * n_scored
@@ -390,6 +391,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bench-limit", type=int, help="docs per lm-eval task (default: tiny 2, else the file's)")
     ap.add_argument("--repeats", type=int, default=3, help="timed runs of each side, alternating; medians count")
     ap.add_argument("--append-results", action="store_true", help="append the table to benchmarks/RESULTS.md")
+    ap.add_argument("--device", default="cpu", help="where the model runs, both sides (cpu, cuda, cuda:1, ...)")
     args = ap.parse_args(argv)
     if args.repeats < 1:
         ap.error("--repeats must be at least 1")
@@ -414,8 +416,10 @@ def main(argv: list[str] | None = None) -> int:
     if missing := missing_data(cell):
         print(f"skipped: {path} names data that is not here: {', '.join(missing)}")
         return 0
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        ap.error(f"--device {args.device}: this torch ({torch.__version__}) sees no CUDA device")
     model, tok = models.load(cell.model, Path(cell.root))
-    model.eval()
+    model.to(args.device).eval()
     suites = suites_of(cell)
     plan = bench_plan(cell) if "benchmarks" in suites else []
     reference = {"perplexity": ref_perplexity, "task": ref_task, "safety": ref_safety,
@@ -439,7 +443,8 @@ def main(argv: list[str] | None = None) -> int:
     rows, wall, cpu = table(times)
     limits = f"eval.limit {cell.eval.limit}" + (f", benchmark limit {[t.limit for t in cell.eval.benchmarks.tasks]}"
                                                 if cell.eval.benchmarks else "")
-    title = f"{path.stem} ({cell.model.id}, {limits}, {args.repeats} repeats, medians)"
+    where = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else "cpu"
+    title = f"{path.stem} ({cell.model.id}, {limits}, {args.repeats} repeats, medians, on {where})"
     print(title)
     print("\n".join(rows))
     ratio_line = f"ratio harness / reference: wall {wall:.2f}x, CPU {cpu:.2f}x (target <= 0.5)"

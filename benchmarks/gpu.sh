@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# One GPU, under 8 minutes: bf16 matmul rate, the real-model matrix's strategies at a fixed token budget
-# (tokens/s, MFU, peak memory against the dry-run estimate) and eval seconds per suite, on SmolLM2-135M's
+# One GPU, under 9 minutes (520 s of part limits): bf16 matmul rate, the real-model matrix's strategies at a fixed token budget
+# (tokens/s, MFU, peak memory against the dry-run estimate), eval seconds per suite and eval_overhead's
+# harness/reference ratio on the tiny world, the rest on SmolLM2-135M's
 # shape with random weights (or a model folder given as $1). Each part runs in its own process under its
 # own timeout, so one that fails or hangs is reported as not run and the rest still count.
 #
@@ -51,5 +52,14 @@ for s in full lora qlora adapter prefix; do
   part 60 train --strategy "$s" --model "$MODEL" --tokens "$TOKENS" --json "$OUT/train-$s.json"
 done
 part 70 eval --model "$MODEL" --json "$OUT/eval.json"
+# the harness's evaluation against lm-eval's Python API and plain transformers, both on the GPU: the shipped
+# tiny world, per-item agreement checked (eval_overhead.py exits 1 on a disagreement, the table still printed)
+echo "== eval_overhead --suite tiny --device cuda (limit 50s)" | tee -a "$LOG"
+timeout --kill-after=10 50 "$PY" benchmarks/eval_overhead.py --suite tiny --device cuda --repeats 3 \
+  >"$OUT/eval-overhead.txt" 2>>"$LOG" || echo "   failed, disagreed or timed out (exit $?): see $OUT/eval-overhead.txt" | tee -a "$LOG"
 rm -rf "$OUT/model-tmp"  # 0.5 GB of random weights: not worth bringing back
 "$PY" benchmarks/gpu_bench.py report --dir "$OUT" --output "$OUT/gpu-results.md"
+if [ -s "$OUT/eval-overhead.txt" ]; then  # its table and ratio lines, beside the report's
+  { echo; echo "Evaluation overhead on the GPU (\`benchmarks/eval_overhead.py --suite tiny --device cuda\`):"; echo
+    grep -E '^(\||ratio|per-item|tiny|smoke)' "$OUT/eval-overhead.txt"; } >>"$OUT/gpu-results.md"
+fi

@@ -75,6 +75,10 @@ def test_eval_overhead_rejects_bad_arguments(capsys):
     with pytest.raises(SystemExit) as e:
         ev.main(["--suite", "llama"])
     assert e.value.code == 2 and "invalid choice: 'llama'" in capsys.readouterr().err
+    if not __import__("torch").cuda.is_available():
+        with pytest.raises(SystemExit) as e:
+            ev.main(["--suite", "tiny", "--device", "cuda"])
+        assert e.value.code == 2 and "--device cuda: this torch" in capsys.readouterr().err
 
 
 TINY_SHAPE = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=1, num_attention_heads=4,
