@@ -21,11 +21,16 @@ MATRIX = """
 name: orphans
 models: {model}
 data: {{path: {data}}}
-budget: {{tokens: 4000}}
+budget: {{tokens: {tokens}}}
 train: {{batch_size: 4{train}}}
 strategies: [full]
 eval: {{suites: [perplexity], limit: 4}}
 """
+
+
+# Cells fork from the run's zygote and start at once, so a 4,000-token cell can be over before a loaded test
+# machine looks again: the signal must reach the runner while it waits for a cell that is still training.
+MID_CELL_TOKENS = 60_000
 
 
 def _tree(pid: int) -> list[psutil.Process]:
@@ -48,10 +53,10 @@ def _alive(procs: list[psutil.Process]) -> list[psutil.Process]:
     return out
 
 
-def _start(tmp_path, model, train=""):
+def _start(tmp_path, model, train="", tokens=4000):
     shutil.copytree(TINY_WORLD / "data" / "record", tmp_path / "record")
     path = tmp_path / "m.yaml"
-    path.write_text(MATRIX.format(model=model, data=tmp_path / "record", train=train))
+    path.write_text(MATRIX.format(model=model, data=tmp_path / "record", train=train, tokens=tokens))
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     run = subprocess.Popen([sys.executable, "-m", "harness", "run", "--matrix", str(path), "--out", str(out)],
@@ -92,8 +97,8 @@ def _kill_parent_only(run, sig, at_least: int = 2):
 
 @pytest.mark.slow
 def test_kill_9_of_the_parent_alone_leaves_no_process_and_a_second_run_completes(tmp_path, tiny_model_dir):
-    run, path, out = _start(tmp_path, tiny_model_dir)
-    _wait_until(lambda: _in_phase(out, "load"), 240, "the first cell to start")
+    run, path, out = _start(tmp_path, tiny_model_dir, tokens=MID_CELL_TOKENS)
+    _wait_until(lambda: _in_phase(out, "train"), 240, "the trained cell to train")
     _kill_parent_only(run, signal.SIGKILL)
     assert main(["run", "--matrix", str(path), "--out", str(out), "--in-process"]) == 0  # the lock was released
     assert {r["status"] for r in store.load_all(out)} == {"ok"} and len(store.load_all(out)) == 2
@@ -102,8 +107,8 @@ def test_kill_9_of_the_parent_alone_leaves_no_process_and_a_second_run_completes
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_sigterm_or_sigint_to_the_parent_alone_leaves_no_process(tmp_path, tiny_model_dir, sig):
-    run, _, out = _start(tmp_path, tiny_model_dir)
-    _wait_until(lambda: _in_phase(out, "load"), 240, "the first cell to start")
+    run, _, out = _start(tmp_path, tiny_model_dir, tokens=MID_CELL_TOKENS)
+    _wait_until(lambda: _in_phase(out, "train"), 240, "the trained cell to train")
     _kill_parent_only(run, sig)
     assert run.returncode == (130 if sig == signal.SIGINT else -signal.SIGTERM)
 
