@@ -92,23 +92,27 @@ def cell_command(cell: Cell, spec_file: Path, results_dir: Path) -> list[str]:
     torchrun starts through harness.procs so that it, like each of its workers, dies with its parent.
     """
     args = ["-m", "harness.cell", str(spec_file), str(results_dir)]
-    if cell.train.nproc_per_node > 1 and cell.strategy != BASE:
+    if under_torchrun(cell):
         return [sys.executable, "-m", "harness.procs", "torch.distributed.run", "--standalone",
                 f"--nproc_per_node={cell.train.nproc_per_node}", *args]
     return [sys.executable, *args]
 
 
+def under_torchrun(cell: Cell) -> bool:
+    """The cell trains on several processes (torchrun); every other cell is one process."""
+    return cell.train.nproc_per_node > 1 and cell.strategy != BASE
+
+
 def _start_child(cell: Cell, spec_file: Path, results_dir: Path, child_env: dict, log: Path, zygote):
     """The cell's process: forked from the run's zygote (harness/zygote.py) where there is one and the cell
     trains in one process, else `python -m harness.cell` (under torchrun for several)."""
-    command = cell_command(cell, spec_file, results_dir)
-    if zygote is not None and command[1:3] == ["-m", "harness.cell"]:
+    if zygote is not None and not under_torchrun(cell):
         try:
-            return zygote.start(command[3:], child_env, log)
+            return zygote.start([str(spec_file), str(results_dir)], child_env, log)
         except OSError:
             pass  # the zygote is gone: the cell starts its own interpreter
     with log.open("w", encoding="utf-8") as out:
-        return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=child_env)
+        return subprocess.Popen(cell_command(cell, spec_file, results_dir), stdout=out, stderr=subprocess.STDOUT, env=child_env)
 
 
 def run_isolated(cell: Cell, results_dir: Path, on_progress=None, threads: int | None = None, zygote=None) -> dict:
@@ -285,9 +289,10 @@ def _run_local(todo: list[Cell], results_dir: Path, isolate: bool, progress) -> 
     quiet = not sys.stderr.isatty()
     say = progress if quiet or progress is not print else tqdm.write
     bar = tqdm(total=len(todo), desc="matrix", unit="cell", position=0, disable=quiet)
-    logs = results_dir / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    zygote = start_zygote(logs / "zygote.log") if isolate and todo else None  # one per run: cells fork from it
+    forked = isolate and any(not under_torchrun(c) for c in todo)
+    if forked:
+        (results_dir / "logs").mkdir(parents=True, exist_ok=True)
+    zygote = start_zygote(results_dir / "logs" / "zygote.log") if forked else None  # one per run: cells fork from it
     try:
         for i, cell in enumerate(todo, 1):
             say(f"[{i}/{len(todo)}] {cell.label} ({cell.id})")

@@ -115,7 +115,7 @@ def test_sigterm_or_sigint_to_the_parent_alone_leaves_no_process(tmp_path, tiny_
 
 @pytest.mark.slow
 def test_torchrun_and_its_workers_die_with_the_parent(tmp_path, tiny_model_dir):
-    run, _, out = _start(tmp_path, tiny_model_dir, train=", nproc_per_node: 2")
+    run, _, out = _start(tmp_path, tiny_model_dir, train=", nproc_per_node: 2", tokens=MID_CELL_TOKENS)
     # the base cell first, then the full cell under torchrun: the runner, torchrun and two workers
     _wait_until(lambda: len(_tree(run.pid)) >= 4 and _in_phase(out, "train"), 300, "torchrun's workers to train")
     _kill_parent_only(run, signal.SIGKILL, at_least=4)
