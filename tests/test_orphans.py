@@ -60,8 +60,17 @@ def _start(tmp_path, model, train="", tokens=4000):
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     run = subprocess.Popen([sys.executable, "-m", "harness", "run", "--matrix", str(path), "--out", str(out)],
-                           env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                           env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           preexec_fn=_default_signals)
     return run, path, out
+
+
+def _default_signals():
+    """The runner starts as from a terminal: SIGINT and SIGTERM unblocked, at their defaults. An ignored or blocked
+    disposition is inherited through exec, and what an xdist worker ran before must not decide this test."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _wait_until(check, seconds: float, what: str):
