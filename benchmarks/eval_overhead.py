@@ -1,7 +1,7 @@
 """Benchmark a cell's whole evaluation: the harness's `run_suites` against what a practitioner would write.
 
 One process, the model loaded once (imports, model load and task-config writing are fixed costs
-left out of both sides). The harness side is `harness.evals.suites.run_suites` on the in-memory
+left out of both sides). The harness side is `harness.evals.evaluate.run_suites` on the in-memory
 base model, one call per suite so each suite has its own time. The reference does the same work
 with plain tools:
 
@@ -19,9 +19,9 @@ accuracies, greedy strings and metric values identical, NLLs and log-likelihoods
 relative; the script exits 1 if not.
 Target: harness / reference <= 0.5.
 
-    OMP_NUM_THREADS=2 python benchmarks/eval_overhead.py --suite tiny
-    OMP_NUM_THREADS=2 python benchmarks/eval_overhead.py --suite smollm2 --append-results
-    python benchmarks/eval_overhead.py --suite tiny --device cuda     # both sides on a GPU (gpu.sh runs this)
+    OMP_NUM_THREADS=2 python benchmarks/eval_overhead.py --world tiny
+    OMP_NUM_THREADS=2 python benchmarks/eval_overhead.py --world smollm2 --append-results
+    python benchmarks/eval_overhead.py --world tiny --device cuda     # both sides on a GPU (gpu.sh runs this)
 """
 
 from __future__ import annotations
@@ -40,12 +40,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # run from a checkout: `python benchmarks/eval_overhead.py`
 
-SUITE_FILES = {"tiny": "smoke.yaml", "smollm2": "smollm2-135m.yaml"}
+MATRIX_FILES = {"tiny": "smoke.yaml", "smollm2": "smollm2-135m.yaml"}
 # CI-size limits for the tiny world (the smoke matrix scores every item); smollm2 keeps its file's own
 DEFAULT_LIMITS = {"tiny": (16, 2), "smollm2": (None, None)}
 GEN_BATCH = 16
 RTOL = 1e-4
-SUITES = ("perplexity", "task", "benchmarks", "safety")
 
 
 def base_cell(path: Path, limit: int | None, bench_limit: int | None):
@@ -82,7 +81,7 @@ def suites_of(cell) -> list[str]:
 
 def harness_suite(model, tok, cell, suite: str) -> dict:
     """Per-item results of one suite, as `run_suites` stores them."""
-    from harness.evals.suites import run_suites
+    from harness.evals.evaluate import run_suites
 
     one = cell.model_copy(update={"eval": cell.eval.model_copy(update={"suites": [suite]})})
     return run_suites(model, tok, one, progress=lambda *a, **k: None)[1]
@@ -193,7 +192,7 @@ def bench_plan(cell) -> list[tuple]:
 
     drop = None
     if cell.data.drop_contaminated:
-        from harness.data.report import contaminated
+        from harness.data.prepare import contaminated
 
         drop = {k: frozenset(c["key"] for c in v["contaminated"]) for k, v in contaminated(cell).items()}
     plan = prepare(cell.eval.benchmarks, Path(cell.root), drop)
@@ -385,7 +384,7 @@ def append_results(path: Path, title: str, rows: list[str], ratio_line: str, com
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--suite", choices=sorted(SUITE_FILES), default="tiny")
+    ap.add_argument("--world", choices=sorted(MATRIX_FILES), default="tiny", help="the shipped matrix to take the base cell from")
     ap.add_argument("--matrix", type=Path, help="another matrix file whose base cell and eval settings to use")
     ap.add_argument("--limit", type=int, help="items per suite (default: tiny 16, else the file's)")
     ap.add_argument("--bench-limit", type=int, help="docs per lm-eval task (default: tiny 2, else the file's)")
@@ -405,8 +404,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if os.environ.get("OMP_NUM_THREADS"):
         torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
-    default_limit, default_bench = (None, None) if args.matrix else DEFAULT_LIMITS[args.suite]
-    path = args.matrix or REPO / "suites" / SUITE_FILES[args.suite]
+    default_limit, default_bench = (None, None) if args.matrix else DEFAULT_LIMITS[args.world]
+    path = args.matrix or REPO / "matrices" / MATRIX_FILES[args.world]
     cell = base_cell(path, args.limit or default_limit, args.bench_limit or default_bench)
     from harness.catalog import ZOO_MODELS
 

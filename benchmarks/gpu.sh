@@ -54,12 +54,12 @@ done
 part 70 eval --model "$MODEL" --json "$OUT/eval.json"
 # the harness's evaluation against lm-eval's Python API and plain transformers, both on the GPU: the shipped
 # tiny world, per-item agreement checked (eval_overhead.py exits 1 on a disagreement, the table still printed)
-echo "== eval_overhead --suite tiny --device cuda (limit 50s)" | tee -a "$LOG"
-timeout --kill-after=10 50 "$PY" benchmarks/eval_overhead.py --suite tiny --device cuda --repeats 3 \
+echo "== eval_overhead --world tiny --device cuda (limit 50s)" | tee -a "$LOG"
+timeout --kill-after=10 50 "$PY" benchmarks/eval_overhead.py --world tiny --device cuda --repeats 3 \
   >"$OUT/eval-overhead.txt" 2>>"$LOG" || echo "   failed, disagreed or timed out (exit $?): see $OUT/eval-overhead.txt" | tee -a "$LOG"
 rm -rf "$OUT/model-tmp"  # 0.5 GB of random weights: not worth bringing back
 "$PY" benchmarks/gpu_bench.py report --dir "$OUT" --output "$OUT/gpu-results.md"
 if [ -s "$OUT/eval-overhead.txt" ]; then  # its table and ratio lines, beside the report's
-  { echo; echo "Evaluation overhead on the GPU (\`benchmarks/eval_overhead.py --suite tiny --device cuda\`):"; echo
+  { echo; echo "Evaluation overhead on the GPU (\`benchmarks/eval_overhead.py --world tiny --device cuda\`):"; echo
     grep -E '^(\||ratio|per-item|tiny|smoke)' "$OUT/eval-overhead.txt"; } >>"$OUT/gpu-results.md"
 fi

@@ -5,7 +5,7 @@ turns the files into a markdown section for benchmarks/RESULTS.md. The model is 
 shape with random weights (throughput and memory do not depend on the values; the device has
 neither the converted folder nor a network), with the tiny world's tokenizer and data, or a
 folder given with --model. Training is the harness's own `train` (Trainer, bf16 autocast on
-CUDA) on the real-model matrix's strategies (suites/smollm2-135m.yaml: full, LoRA r=16, QLoRA
+CUDA) on the real-model matrix's strategies (matrices/smollm2-135m.yaml: full, LoRA r=16, QLoRA
 4-bit NF4, adapter, prefix) at a fixed token budget; evaluation is `run_suites` per suite with
 the smoke matrix's eval settings at a small limit.
 
@@ -32,8 +32,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # run from a checkout: `python benchmarks/gpu_bench.py`
 
 TINY_TOKENIZER = REPO / "harness" / "zoo" / "tiny-world" / "model"
-REAL_MATRIX = REPO / "suites" / "smollm2-135m.yaml"
-SMOKE_MATRIX = REPO / "suites" / "smoke.yaml"
+REAL_MATRIX = REPO / "matrices" / "smollm2-135m.yaml"
+SMOKE_MATRIX = REPO / "matrices" / "smoke.yaml"
 STRATEGIES = ("full", "lora", "qlora", "adapter", "prefix")
 SMOLLM2_SHAPE = dict(vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
                      num_attention_heads=9, num_key_value_heads=3, max_position_embeddings=8192,
@@ -126,7 +126,7 @@ def train_one(cell, work: Path) -> dict:
 
     import strategies  # noqa: F401
     from harness import memory, models
-    from harness.data.report import prepare_train
+    from harness.data.prepare import prepare_train
     from harness.matrix import resolve_params
     from harness.train import train
     from strategies.base import STRATEGIES as REGISTRY
@@ -157,7 +157,7 @@ def eval_suites(cell) -> dict:
     import torch
 
     from harness import models
-    from harness.evals.suites import run_suites
+    from harness.evals.evaluate import run_suites
 
     model, tok = models.load(cell.model, Path(cell.root))
     cuda = torch.cuda.is_available()

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
-from pathlib import Path
 import tempfile
+import time
 
 import torch
 from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments

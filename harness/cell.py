@@ -67,13 +67,12 @@ def _run_cell(cell: Cell, results_dir: Path, progress, progress_file: Path | Non
     with clock.phase("start", "imports"):
         from transformers import set_seed
 
-        from harness.budget import MemoryMonitor
-        from harness.tuning import fit
-
         import strategies  # noqa: F401  (registers the built-ins)
-        from harness.data.report import epochs, prepare_train
+        from harness.budget import MemoryMonitor
+        from harness.data.prepare import epochs, prepare_train
         from harness.evals import inference, sanity
-        from harness.evals.suites import run_suites
+        from harness.evals.evaluate import run_suites
+        from harness.tuning import fit
         from strategies.base import STRATEGIES, count_trainable
 
     root = Path(cell.root)

@@ -2,8 +2,8 @@
 
 Exit codes: 0 done, 2 bad input (the message names the file and key), 1 anything else.
 
-    harness run --matrix suites/smoke.yaml
-    harness validate suites/smoke.yaml
+    harness run --matrix matrices/smoke.yaml
+    harness validate matrices/smoke.yaml
     harness leaderboard results/smoke
     harness compare results/qwen2.5 results/qwen3 --tolerance 0.01
     harness zoo fetch smollm2-135m-instruct
@@ -28,13 +28,25 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 def resolve_matrix_path(value: str) -> Path:
-    """A path, or the name of a shipped suite (`smoke` -> suites/smoke.yaml)."""
-    path = Path(value)
-    if path.exists() or path.suffix:
-        return path
-    from harness.paths import SUITES
+    """A path, or the name of a shipped matrix (`smoke` -> matrices/smoke.yaml).
 
-    shipped = SUITES / f"{value}.yaml"
+    `suites/` was the matrices' folder before it was renamed: such a path is still read, with a notice.
+    """
+    from harness.paths import MATRICES
+
+    path = Path(value)
+    if path.exists():
+        return path
+    if "suites" in path.parts:
+        parts = list(path.parts)
+        parts[parts.index("suites")] = "matrices"
+        if (moved := Path(*parts)).exists():
+            print(f"harness: notice: {value}: the suites/ folder is now matrices/; reading {moved} "
+                  "(the old path will stop being read in a later version)", file=sys.stderr)
+            return moved
+    if path.suffix:
+        return path
+    shipped = MATRICES / f"{value}.yaml"
     return shipped if shipped.exists() else path
 
 
@@ -187,7 +199,7 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="harness", description="Benchmark fine-tuning strategies on one budget.")
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run a matrix (finished cells are reused) and write its leaderboard")
-    run.add_argument("--matrix", required=True, help="matrix YAML, or a shipped suite name such as 'smoke'")
+    run.add_argument("--matrix", required=True, help="matrix YAML, or a shipped matrix name such as 'smoke'")
     run.add_argument("--out", help="results folder (default results/<matrix name>)")
     run.add_argument("--rerun", action="store_true", help="run every cell again, finished or not")
     run.add_argument("--no-base-cache", action="store_true",

@@ -5,7 +5,7 @@ keys name exists and reads (models, data and benchmark files, strategies, lm-eva
 harness/preflight.py's job. Every problem in a file is reported at once, each as
 `file: key.path: what was expected`.
 
-    spec = load_matrix(Path("suites/smoke.yaml"))
+    spec = load_matrix(Path("matrices/smoke.yaml"))
     spec.strategies[1].name, spec.budget.tokens
 """
 
@@ -30,7 +30,8 @@ from pydantic import (
     model_validator,
 )
 
-SUITES = ("perplexity", "task", "benchmarks", "safety")
+from harness.suites import SUITE_NAMES, SUITES
+
 TASK_METRICS = ("exact_match", "accuracy", "rouge", "bleu", "chrf")
 MAX_NAME = 100  # characters of a matrix name, which names its results folder (filesystems allow 255 bytes)
 SEED_LIMIT = 2**32  # numpy's generators (and so transformers.set_seed) take 0 <= seed < 2**32
@@ -179,7 +180,7 @@ def _fractions(v: list[float], low_open: bool, high_open: bool, what: str) -> li
 
 
 class EvalSpec(_Spec):
-    suites: list[Literal[SUITES]] = None  # type: ignore[valid-type,assignment]  # None: every suite with data
+    suites: list[Literal[SUITE_NAMES]] = None  # type: ignore[valid-type,assignment]  # None: every suite with data
     safety: str | None = None  # folder holding advbench/ and xstest/ CSVs
     general_text: str | None = None  # JSONL with a "text" field: the forgetting perplexity corpus
     benchmarks: BenchmarksSpec | None = None  # lm-eval tasks run on the in-memory model (the `benchmarks` suite)
@@ -200,7 +201,7 @@ class EvalSpec(_Spec):
     # (snapshots taken inside the one training run) and at base + a·(tuned - base) for each a of interpolate.
     checkpoints: list[float] | None = None  # e.g. [0.25, 0.5, 0.75]; 1 is the end, measured anyway
     interpolate: list[float] | None = None  # e.g. [0.25, 0.5, 0.75]; 0 is the base, 1 the tuned model
-    point_suites: list[Literal[SUITES]] | None = None  # type: ignore[valid-type]  # None: every suite of the cell
+    point_suites: list[Literal[SUITE_NAMES]] | None = None  # type: ignore[valid-type]  # None: every suite of the cell
     tradeoff: TradeoffSpec | None = None  # the operating point's forgetting limits; None: TradeoffSpec()'s
     inference: bool = True  # time prompt throughput and per-token latency after the suites (evals.inference)
     # reuse a base model's evaluation from harness.basecache; excluded from the dump: it changes no number
@@ -222,8 +223,8 @@ class EvalSpec(_Spec):
     @model_validator(mode="after")
     def _consistent(self):
         if self.suites is None:  # a suite whose data the matrix does not name would measure nothing
-            object.__setattr__(self, "suites", [s for s in SUITES if s not in ("benchmarks", "safety")
-                                                or getattr(self, s)])
+            object.__setattr__(self, "suites", [s for s in SUITE_NAMES if not SUITES[s].data_key
+                                                or getattr(self, SUITES[s].data_key)])
         if self.ppl_stride and self.ppl_stride >= self.ppl_window:
             raise ValueError(f"ppl_stride ({self.ppl_stride}) must be below ppl_window ({self.ppl_window}), "
                              "or the first token of each later window goes unscored")

@@ -65,7 +65,6 @@ def load_average() -> float | None:
 
 
 def capture() -> dict:
-    import torch
 
     from harness import __version__
 

@@ -6,7 +6,7 @@ any machine (paths are kept as written, not made absolute), and an upgrade re-ru
 cell's id hashes only what decides its evaluation (`evaluation`): the model, the eval config and
 the data; never the budget, training, tuning or the strategies.
 
-    cells = expand(load_matrix(Path("suites/smoke.yaml")), root=Path("suites"))
+    cells = expand(load_matrix(Path("matrices/smoke.yaml")), root=Path("suites"))
     [c.label for c in cells]   # ['base', 'full', 'lora r=4', 'lora r=16']
 """
 
@@ -24,8 +24,16 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
-from harness.config import (DataSpec, EvalSpec, MatrixSpec, ModelSpec, StrategyEntry, TrainSpec, TuningSpec,
-                            format_errors)
+from harness.config import (
+    DataSpec,
+    EvalSpec,
+    MatrixSpec,
+    ModelSpec,
+    StrategyEntry,
+    TrainSpec,
+    TuningSpec,
+    format_errors,
+)
 from harness.env import VERSIONED
 
 BASE = "base"  # the untrained base model: every delta is measured against it

@@ -43,8 +43,9 @@ DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 
 def _meta_model(config, cell: Cell):
     """The cell's model as its strategy prepares it, on the meta device (shapes only)."""
-    import strategies  # noqa: F401
     from transformers import AutoModelForCausalLM
+
+    import strategies  # noqa: F401
     from strategies.base import STRATEGIES
 
     with torch.device("meta"):
@@ -54,6 +55,7 @@ def _meta_model(config, cell: Cell):
         params = resolve_params(STRATEGIES.get(cell.strategy).Params, cell.params)
         if cell.strategy == "qlora":  # quantisation cannot run on meta; the LoRA it adds is lora's
             from peft import get_peft_model
+
             from strategies.lora import lora_config
 
             return get_peft_model(model, lora_config(model, params)), params

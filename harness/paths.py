@@ -17,7 +17,7 @@ from functools import cache
 from pathlib import Path
 
 ZOO = Path(__file__).parent / "zoo"
-SUITES = Path(__file__).resolve().parent.parent / "suites"  # the shipped matrices (smoke.yaml, ...)
+MATRICES = Path(__file__).resolve().parent.parent / "matrices"  # the shipped matrices (smoke.yaml, ...)
 GGUF = ".gguf"
 ZOO_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")  # zoo names are plain (a hub id has a slash, a path may too)
 

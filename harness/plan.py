@@ -4,7 +4,7 @@ The memory estimate (harness.memory) uses the longest training example as the pa
 length, since the batch holding it sets the peak; when the data or tokenizer cannot be
 read, the matrix's max_length.
 
-    print(render_plan(load_matrix(Path("suites/smoke.yaml")), Path("suites")))
+    print(render_plan(load_matrix(Path("matrices/smoke.yaml")), Path("suites")))
 """
 
 from __future__ import annotations

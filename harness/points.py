@@ -37,7 +37,7 @@ def evaluate_points(model, tok, cell, strategy, start, final, taken: list[dict],
 
     `start` and `final` are snapshots (tensors or files) of the prepared and the trained model. A strategy
     that cannot be interpolated gets one record per weight with its reason and no metrics."""
-    from harness.evals.suites import run_suites
+    from harness.evals.evaluate import run_suites
 
     clock = clock or Clock()
     sub = point_cell(cell)

@@ -17,7 +17,7 @@ may not do what was meant: a strategy's default learning rate on a model far fro
 is meant for, mostly truncated training data, eval data that no listed suite uses. `harness run`
 keeps the warnings in results/<matrix>/preflight.json, and the leaderboard's header shows them.
 
-    spec, warnings = check(Path("suites/smoke.yaml"))   # or ConfigError listing every problem
+    spec, warnings = check(Path("matrices/smoke.yaml"))   # or ConfigError listing every problem
 """
 
 from __future__ import annotations
@@ -28,14 +28,13 @@ from pathlib import Path
 from typing import Any
 
 from harness.config import ConfigError, MatrixSpec, ModelSpec, load_matrix, read_matrix, validate_matrix
-from harness.paths import SUITES, ZOO, resolve_data, resolve_model
+from harness.paths import MATRICES, ZOO, resolve_data, resolve_model
+from harness.suites import SUITES
 
 FILE = "preflight.json"  # results/<matrix>/preflight.json: the warnings of the run that wrote the results
 DEFAULTS_MEANT_FOR = (0.5e9, 8e9)  # parameters of the models the strategies' default learning rates suit
 FAR = 5  # a model this many times smaller or larger than that range gets a warning about a default LR
 TRUNCATED_WARN = 0.1  # share of training examples cut (or dropped) at max_length above which to warn
-SUITE_DATA = {"benchmarks": "eval.benchmarks (tasks to run)", "safety": "eval.safety (a folder with advbench/ and "
-              "xstest/ CSVs)"}
 
 
 def _first_line(e: BaseException) -> str:
@@ -184,10 +183,10 @@ def _eval(ev, root: Path, source: str) -> list[str]:
     from harness.evals.lmeval_tasks import read_local
 
     problems = []
-    for suite, needs in SUITE_DATA.items():
-        if suite in ev.suites and not getattr(ev, suite):
-            problems.append(f"{source}: eval.suites: lists {suite}, but the matrix names no data for it; add {needs}, "
-                            f"or drop {suite} from eval.suites")
+    for suite in ev.suites:
+        if (key := SUITES[suite].data_key) and not getattr(ev, key):
+            problems.append(f"{source}: eval.suites: lists {suite}, but the matrix names no data for it; add "
+                            f"{SUITES[suite].needs}, or drop {suite} from eval.suites")
 
     def read(key: str, reader, value: str):
         where = resolve_data(value, root)
@@ -271,7 +270,7 @@ def _learning_rates(parts: dict, models: dict) -> list[str]:
             small = n < low
             hint = ""
             if small and (tiny := _smoke_rates().get(entry.name)):
-                hint = f" (suites/smoke.yaml trains {entry.name} on the 3.4M-parameter tiny world at {tiny:g})"
+                hint = f" (matrices/smoke.yaml trains {entry.name} on the 3.4M-parameter tiny world at {tiny:g})"
             out.append(f"strategies[{i}] ({entry.name}): learning rate {lr:g} is the strategy's default, meant for "
                        f"{low / 1e9:g}B-{high / 1e9:g}B-parameter models; {model_id} has {_size(n)} parameters and "
                        f"usually needs a {'larger' if small else 'smaller'} rate{hint}; set "
@@ -300,7 +299,7 @@ def _size(n: int) -> str:
 def _smoke_rates() -> dict[str, float]:
     """strategy -> the learning rate the shipped smoke matrix probed for the tiny world."""
     try:
-        spec = load_matrix(SUITES / "smoke.yaml")
+        spec = load_matrix(MATRICES / "smoke.yaml")
     except (ConfigError, OSError):
         return {}
     return {e.name: e.train.learning_rate for e in spec.strategies if e.train and e.train.learning_rate}

@@ -44,13 +44,12 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from harness.suites import SUITES
+
 SCHEMA = 1
 STATUSES = ("ok", "not_applicable", "over_budget", "diverged", "failed")
 FINAL = ("ok", "not_applicable", "over_budget", "diverged")
 ASIDE = "aside"
-# A suite's metrics start with these prefixes (benchmarks: each task's own name); an `ok` cell has at least one.
-SUITE_PREFIXES = {"perplexity": ("ppl_",), "task": ("task_",), "safety": ("refusal_",)}
-SUITE_NEEDS = {"benchmarks": "benchmarks", "safety": "safety"}  # a suite runs only where the matrix names its data
 
 
 class StoreError(RuntimeError):
@@ -178,12 +177,12 @@ def suite_metrics_missing(result: dict) -> list[str]:
     names = list(result.get("metrics") or {})
     missing = []
     for suite in ev.get("suites") or []:
-        if suite in SUITE_NEEDS and not ev.get(SUITE_NEEDS[suite]):
+        if suite not in SUITES or (SUITES[suite].data_key and not ev.get(SUITES[suite].data_key)):
             continue
         if suite == "benchmarks":
             tasks = [t.get("name") or t.get("task") for t in (ev.get("benchmarks") or {}).get("tasks") or []]
             missing += [f"benchmarks ({t})" for t in tasks if not any(n.startswith(f"{t}_") for n in names)]
-        elif not any(n.startswith(SUITE_PREFIXES.get(suite, (f"{suite}_",))) for n in names):
+        elif not any(n.startswith(SUITES[suite].prefixes) for n in names):
             missing.append(suite)
     return missing
 

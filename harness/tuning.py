@@ -21,8 +21,8 @@ import gc
 import math
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from harness.budget import MemoryMonitor
 from harness.timing import Clock

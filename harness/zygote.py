@@ -30,7 +30,7 @@ from pathlib import Path
 
 # what every cell imports (the suites import lm-eval and the metric libraries lazily); a missing optional one
 # is left to the cell, which says what is missing as it does without a zygote
-PRELOAD = ("harness.cell", "strategies", "harness.evals.suites", "harness.evals.fastlm", "harness.evals.benchmarks",
+PRELOAD = ("harness.cell", "strategies", "harness.evals.evaluate", "harness.evals.fastlm", "harness.evals.benchmarks",
            "lm_eval.evaluator", "rouge_score.rouge_scorer", "sacrebleu")
 
 

@@ -45,7 +45,7 @@ TASKS = [{"task": "mmlu", "data": "zoo:tiny-world/mmlu", "formulation": "cloze",
 @pytest.mark.slow
 def test_harness_equals_lm_eval_cli_exactly(tmp_path, tiny_model, tiny_model_dir, task_cache):
     """`lm_eval --model hf` on the saved model, same task configs and limit, gives the very same per-item scores."""
-    from harness.evals.suites import run_suites
+    from harness.evals.evaluate import run_suites
 
     model, tok = tiny_model
     cell = cell_for(tmp_path, str(tiny_model_dir), {"batch_size": 8, "tasks": TASKS})
@@ -106,7 +106,7 @@ def _cli_items(out: Path, task: str) -> dict[str, list[float]]:
 def test_suite_scores_the_shipped_world_with_cis_and_a_batch_invariance_check(tmp_path):
     """The tiny world's model knows its facts: cloze MMLU/C-Eval well above chance, letter form near it."""
     from harness import models
-    from harness.evals.suites import run_suites
+    from harness.evals.evaluate import run_suites
 
     tasks = [{"task": "mmlu", "data": "zoo:tiny-world/mmlu", "formulation": f, "limit": 10}
              for f in ("cloze", "letter")]
@@ -132,7 +132,7 @@ def test_suite_scores_the_shipped_world_with_cis_and_a_batch_invariance_check(tm
 
 def smoke_entries(limit: int) -> list[dict]:
     """The smoke matrix's benchmark entries, each cut to `limit` docs per subtask (GSM8K to 8 new tokens)."""
-    smoke = yaml.safe_load((REPO / "suites" / "smoke.yaml").read_text("utf-8"))["eval"]["benchmarks"]["tasks"]
+    smoke = yaml.safe_load((REPO / "matrices" / "smoke.yaml").read_text("utf-8"))["eval"]["benchmarks"]["tasks"]
     return [{**t, "limit": limit, **({"gen_kwargs": {"max_gen_toks": 8}} if "gen_kwargs" in t else {})}
             for t in smoke]
 
@@ -283,7 +283,7 @@ def test_default_names_and_hub_tasks(tmp_path):
 
 
 def test_real_suite_yaml_validates_offline():
-    spec = load_matrix(REPO / "suites" / "qwen2.5-0.5b.yaml")
+    spec = load_matrix(REPO / "matrices" / "qwen2.5-0.5b.yaml")
     assert spec.models[0].id == "Qwen/Qwen2.5-0.5B"
     assert [t.task for t in spec.eval.benchmarks.tasks] == ["mmlu", "gsm8k", "ceval-valid"]
     assert all(t.data is None for t in spec.eval.benchmarks.tasks)

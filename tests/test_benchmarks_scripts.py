@@ -24,7 +24,7 @@ def env(tmp_path) -> dict:
 
 @pytest.mark.slow
 def test_eval_overhead_tiny_runs_and_both_sides_agree(tmp_path):
-    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "eval_overhead.py"), "--suite", "tiny",
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "eval_overhead.py"), "--world", "tiny",
                            "--limit", "2", "--bench-limit", "1", "--repeats", "1"],
                           env=env(tmp_path), capture_output=True, text=True, timeout=1800)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
@@ -70,14 +70,14 @@ def test_eval_overhead_table_takes_medians_and_sums_them():
 def test_eval_overhead_rejects_bad_arguments(capsys):
     ev = script("eval_overhead")
     with pytest.raises(SystemExit) as e:
-        ev.main(["--suite", "tiny", "--repeats", "0"])
+        ev.main(["--world", "tiny", "--repeats", "0"])
     assert e.value.code == 2 and "--repeats must be at least 1" in capsys.readouterr().err
     with pytest.raises(SystemExit) as e:
-        ev.main(["--suite", "llama"])
+        ev.main(["--world", "llama"])
     assert e.value.code == 2 and "invalid choice: 'llama'" in capsys.readouterr().err
     if not __import__("torch").cuda.is_available():
         with pytest.raises(SystemExit) as e:
-            ev.main(["--suite", "tiny", "--device", "cuda"])
+            ev.main(["--world", "tiny", "--device", "cuda"])
         assert e.value.code == 2 and "--device cuda: this torch" in capsys.readouterr().err
 
 
@@ -177,7 +177,7 @@ def test_gpu_sh_stops_with_a_message_without_a_gpu(tmp_path):
 def test_eval_overhead_skips_a_matrix_whose_data_is_absent(tmp_path, capsys):
     import yaml
 
-    doc = yaml.safe_load((REPO / "suites" / "smoke.yaml").read_text("utf-8"))
+    doc = yaml.safe_load((REPO / "matrices" / "smoke.yaml").read_text("utf-8"))
     doc["eval"]["general_text"] = "nowhere/wiki.test.tokens"
     path = tmp_path / "m.yaml"
     path.write_text(yaml.safe_dump(doc), encoding="utf-8")

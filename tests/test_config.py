@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import textwrap
-from pathlib import Path
 
 import pytest
 from conftest import REPO
@@ -43,7 +42,7 @@ def _write(tmp_path, text):
 
 
 def test_smoke_matrix_is_valid():
-    spec = load_matrix(REPO / "suites" / "smoke.yaml")
+    spec = load_matrix(REPO / "matrices" / "smoke.yaml")
     assert spec.name == "smoke" and spec.budget.tokens > 0
 
 
@@ -86,9 +85,9 @@ def test_every_problem_is_reported_at_once(tmp_path):
     assert "budget.tokens" in str(err.value) and "epochs" in str(err.value)
 
 
-@pytest.mark.parametrize("suite", sorted(p.name for p in (REPO / "suites").glob("*.yaml")))
+@pytest.mark.parametrize("suite", sorted(p.name for p in (REPO / "matrices").glob("*.yaml")))
 def test_every_shipped_suite_validates(suite):
     """A schema change must update the shipped matrices too (preflight, where what they name is here)."""
-    path = REPO / "suites" / suite
+    path = REPO / "matrices" / suite
     spec = load_matrix(path)
     assert spec.strategies

@@ -12,8 +12,21 @@ import torch
 from conftest import SHARED_DATA, TINY_WORLD
 
 from harness.config import DataSpec, EvalSpec, ModelSpec, TrainSpec
-from harness.data import (IGNORE, budgeted, clean, collator, completion_text, contaminated, encode, load_split,
-                          prepare_train, prompt_text, reference, scored_pair, train_examples)
+from harness.data import (
+    IGNORE,
+    budgeted,
+    clean,
+    collator,
+    completion_text,
+    contaminated,
+    encode,
+    load_split,
+    prepare_train,
+    prompt_text,
+    reference,
+    scored_pair,
+    train_examples,
+)
 from harness.data.native import FormatError, read_mmlu
 from harness.matrix import Cell
 

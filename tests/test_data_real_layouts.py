@@ -74,7 +74,7 @@ def test_real_dialogsum_test_file_gives_three_references_per_dialogue(tmp_path):
 
 def test_plain_text_general_corpus_is_checked_for_contamination_as_the_suite_reads_it(tmp_path):
     from harness.data.hygiene import contamination
-    from harness.data.report import eval_sets
+    from harness.data.prepare import eval_sets
 
     shared = "the quick brown fox jumps over the lazy dog near the river bank at dawn today"
     (tmp_path / "wiki.test.tokens").write_text(f" \n = Title = \n \n {shared} \n \n another paragraph \n",

@@ -250,9 +250,9 @@ def test_by_length_caps_padded_tokens_and_puts_a_long_row_alone():
 def test_own_decode_loop_gives_generates_tokens_for_every_strategy(arch):
     """Rows leave the batch as they end (here: at EOS ids or after a row-dependent length), and every row's
     tokens equal `generate`'s greedy tokens up to the same end, for each strategy that decodes itself."""
-    import strategies  # noqa: F401
     from test_strategies import CASES, prepared
 
+    import strategies  # noqa: F401
     from harness.evals.lm import _decode, decodes_itself
 
     g = torch.Generator().manual_seed(2)

@@ -250,7 +250,6 @@ def test_refusal_openers_and_topic_words_by_hand():
 @real
 def test_real_files_score_through_the_same_code(tiny_model):
     """AdvBench/XSTest prompts, DialogSum's three summaries, WMT22 en-zh and WikiText-2, small limits."""
-    from types import SimpleNamespace
 
     import sacrebleu
 

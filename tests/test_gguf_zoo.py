@@ -171,13 +171,13 @@ def test_unknown_zoo_name_exits_2_with_the_known_ones(capsys):
 
 
 def test_real_suite_validates_offline_without_the_model():
-    """suites/smollm2-135m.yaml expands without fetching anything (its data paths are checked where they exist)."""
-    from conftest import REPO, SHARED_DATA
+    """matrices/smollm2-135m.yaml expands without fetching anything (its data paths are checked where they exist)."""
+    from conftest import REPO
 
     from harness.config import load_matrix
     from harness.matrix import expand
 
-    path = REPO / "suites" / "smollm2-135m.yaml"
+    path = REPO / "matrices" / "smollm2-135m.yaml"
     spec = load_matrix(path)
     cells = expand(spec, path.parent)
     assert [c.label for c in cells] == ["base", "full lr=0.0001", "lora r=4 lr=0.001", "lora r=16 lr=0.001",

@@ -205,7 +205,7 @@ def test_the_forgetting_objective_records_the_ceiling_and_keeps_to_it(tmp_path, 
 def test_tuning_config_is_checked(tmp_path):
     from harness.config import ConfigError, load_matrix
 
-    base = (REPO / "suites" / "smoke.yaml").read_text()
+    base = (REPO / "matrices" / "smoke.yaml").read_text()
     bad = tmp_path / "bad.yaml"
     bad.write_text(base + "\ntuning: {lr_multipliers: [1.0], objective: loss_within_forgetting}\n")
     with pytest.raises(ConfigError, match="needs max_general_ppl_increase and general_text"):
@@ -214,7 +214,7 @@ def test_tuning_config_is_checked(tmp_path):
                    "max_general_ppl_increase: 0.1, general_text: zoo:tiny-world/general/test.jsonl}\n")
     with pytest.raises(ConfigError, match="must differ from eval.general_text"):
         load_matrix(bad)
-    good = load_matrix(REPO / "suites" / "smoke.yaml")
+    good = load_matrix(REPO / "matrices" / "smoke.yaml")
     assert good.tuning.objective == "loss" and good.data.tuning == 0.1  # a tuning matrix carves its split
 
 

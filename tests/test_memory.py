@@ -34,7 +34,7 @@ def probe(prefix: str) -> dict:
     from harness.train import train
     from strategies.base import STRATEGIES
 
-    suites = REPO / "suites"
+    suites = REPO / "matrices"
     cell = next(c for c in expand(load_matrix(suites / "smoke.yaml"), suites) if c.label.startswith(prefix))
     strategy = STRATEGIES.get(cell.strategy)()
     params = resolve_params(strategy.Params, cell.params)

@@ -29,11 +29,12 @@ def logits(model, b) -> torch.Tensor:
 
 
 def _train(tiny_model_dir, tmp_path, snapshot_at=None):
+    from test_budget import DATA
+
     from harness.config import ModelSpec, TrainSpec
     from harness.data import budgeted, encode, load_split
     from harness.models import load
     from harness.train import train
-    from test_budget import DATA
 
     torch.manual_seed(0)
     model, tok = load(ModelSpec(id=str(tiny_model_dir)))

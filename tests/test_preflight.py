@@ -74,7 +74,7 @@ def test_the_shipped_smoke_matrix_passes_without_warnings(capsys):
     from harness.config import load_matrix
     from harness.matrix import expand
 
-    path = REPO / "suites" / "smoke.yaml"
+    path = REPO / "matrices" / "smoke.yaml"
     code, out, err = _cli(capsys, "validate", str(path))
     assert code == 0 and f"valid, {len(expand(load_matrix(path), path.parent))} cells" in out
     assert "warning" not in err
@@ -282,7 +282,7 @@ def test_a_default_learning_rate_far_from_the_models_size_is_a_warning(tmp_path,
     assert warnings == [
         "harness: warning: strategies[0] (full): learning rate 2e-05 is the strategy's default, meant for "
         "0.5B-8B-parameter models; tiny-world has 3.4M parameters and usually needs a larger rate "
-        "(suites/smoke.yaml trains full on the 3.4M-parameter tiny world at 0.0003); set "
+        "(matrices/smoke.yaml trains full on the 3.4M-parameter tiny world at 0.0003); set "
         "strategies[0].train.learning_rate, or sweep it with tuning.lr_multipliers"]
 
 
@@ -331,7 +331,7 @@ def test_run_keeps_the_warnings_and_the_leaderboard_shows_them(tmp_path, monkeyp
     assert code == 0, err
     assert list(work.iterdir()) == []
     warning = ("strategies[0] (bitfit): learning rate 0.001 is the strategy's default, meant for 0.5B-8B-parameter "
-               "models; tiny-world has 3.4M parameters and usually needs a larger rate (suites/smoke.yaml trains "
+               "models; tiny-world has 3.4M parameters and usually needs a larger rate (matrices/smoke.yaml trains "
                "bitfit on the 3.4M-parameter tiny world at 0.01); set strategies[0].train.learning_rate, or sweep it "
                "with tuning.lr_multipliers")
     assert f"harness: warning: {warning}" in err
@@ -362,9 +362,28 @@ def _imports(path: Path, modules: set[str]) -> set[str]:
 def test_imports_go_one_way():
     files = {_module(p): p for p in (REPO / "harness").rglob("*.py")}
     graph = {m: _imports(p, set(files)) - {m} for m, p in files.items()}
-    assert graph["harness.config"] == set(), "the schema imports no other harness module"
+    leaves = {m for m, deps in graph.items() if not deps and m != "harness"}
+    assert "harness.suites" in leaves, "the suite and metric tables import nothing of harness"
+    assert graph["harness.config"] <= leaves, "the schema imports only leaf modules (the suite table)"
     data_to_evals = sorted((m, i) for m, deps in graph.items() if m.startswith("harness.data")
                            for i in deps if i.startswith("harness.evals"))
     assert data_to_evals == [], "data/ is read by evals/, never the other way"
     mutual = sorted((a, b) for a, deps in graph.items() for b in deps if a < b and a in graph.get(b, set()))
     assert mutual == [], "two modules that import each other"
+
+
+def test_one_suite_table_and_one_metric_table():
+    """`SUITES =` and the metric facts (labels, chance levels, help lines) are defined once, in harness/suites.py."""
+    import re
+
+    second = re.compile(r"^(SUITES|SUITE_\w+|METRICS|CHANCE|HELP|NEEDS)\s*=", re.M)
+    found = sorted(f"{p.relative_to(REPO)}:{m.group(1)}" for d in ("harness", "strategies", "benchmarks")
+                   for p in (REPO / d).rglob("*.py") for m in second.finditer(p.read_text("utf-8")))
+    assert found == ["harness/suites.py:METRICS", "harness/suites.py:SUITES", "harness/suites.py:SUITE_NAMES"]
+    from harness.config import EvalSpec
+    from harness.suites import SUITES, describe
+    assert EvalSpec().suites == ["perplexity", "task"]  # the suites that need no named data
+    assert [s for s in SUITES if SUITES[s].data_key] == ["benchmarks", "safety"]
+    judge = describe("refusal_harmful_judge")  # a classifier's variant reads as its metric, in its suite
+    assert (judge.suite, judge.higher_is_better, judge.general) == ("safety", True, False)
+    assert describe("arc_easy_acc").general and describe("mmlu_acc").chance == 0.25

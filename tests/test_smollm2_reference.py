@@ -35,7 +35,7 @@ pytestmark = [
 
 def test_base_smollm2_mmlu_cloze_items_equal_lm_eval_cli(tmp_path, monkeypatch):
     from harness.config import load_matrix
-    from harness.evals.suites import run_suites
+    from harness.evals.evaluate import run_suites
     from harness.matrix import expand
     from harness.models import load
 

@@ -10,12 +10,20 @@ message is the answer) or `{"id", "text"}`; see DataSpec in harness/config.py fo
     train = prepare_train(cell, tok, results_dir)                 # budgeted token streams + data_report.json
 """
 
-from harness.data.batching import budgeted, collator
+from harness.data.collate import budgeted, collator
 from harness.data.dataset import SPLITS, check, item_text, load_split, train_examples
 from harness.data.hygiene import item_key
-from harness.data.report import clean, contaminated, prepare_train
-from harness.data.template import (IGNORE, bos_ids, chat_prompt, completion_text, encode, prompt_text, reference,
-                                   scored_pair)
+from harness.data.prepare import clean, contaminated, prepare_train
+from harness.data.template import (
+                                   IGNORE,
+                                   bos_ids,
+                                   chat_prompt,
+                                   completion_text,
+                                   encode,
+                                   prompt_text,
+                                   reference,
+                                   scored_pair,
+)
 
 __all__ = ["IGNORE", "SPLITS", "bos_ids", "budgeted", "chat_prompt", "check", "clean", "collator", "completion_text",
            "contaminated", "encode", "item_key", "item_text", "load_split", "prepare_train", "prompt_text",

@@ -20,7 +20,7 @@ from pathlib import Path
 from harness.config import DataSpec
 from harness.data import cache
 from harness.data.formats import detect, empty_reason, example_text, to_example
-from harness.data.hygiene import contamination, dedup, item_key, normalise
+from harness.data.hygiene import contamination, dedup, normalise
 from harness.data.native import FormatError
 from harness.data.sources import SUFFIXES, read_hub, read_rows, split_file
 from harness.data.template import encode
@@ -33,7 +33,7 @@ SKIP_HINT = "; fix it, or pass --skip-bad-rows (data.skip_bad_rows: true) to ski
 
 
 def _local(value: str, root: Path) -> Path:
-    """A data path as users read it in messages and item ids (suites/../data/x.json -> data/x.json)."""
+    """A data path as users read it in messages and item ids (matrices/../data/x.json -> data/x.json)."""
     return Path(os.path.normpath(resolve_data(value, root)))
 
 

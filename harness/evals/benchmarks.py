@@ -260,7 +260,7 @@ def run(model, tok, cell) -> dict:
     spec = cell.eval.benchmarks
     drop = None
     if cell.data.drop_contaminated:  # contaminated items leave scoring, as in the task and safety suites
-        from harness.data.report import contaminated
+        from harness.data.prepare import contaminated
 
         drop = {k: frozenset(c["key"] for c in v["contaminated"]) for k, v in contaminated(cell).items()}
     plan = prepare(spec, Path(cell.root), drop)

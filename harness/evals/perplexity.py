@@ -17,8 +17,8 @@ import torch
 
 from harness.data import bos_ids, load_split, scored_pair
 from harness.data.native import read_documents, spread
-from harness.evals.items import example_groups, example_ids, item_ids, labels
 from harness.evals.batching import CPU_TOKENS, by_length, right_padded, rows_per_batch
+from harness.evals.items import example_groups, example_ids, item_ids, labels
 from harness.evals.lm import DEFAULT_BATCH, continuation_logprobs, encode_pair, keeps_logits, pad_id, sum_logprob
 from harness.paths import resolve_data
 

@@ -18,10 +18,18 @@ import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.subplots import make_subplots
 
-from harness.evals.metrics import describe
 from harness.report.frame import BASE
-from harness.report.plots import COSTS, SAFETY, general_panels, pareto_front, short_labels, tradeoff_lines, tradeoff_panels
+from harness.report.plots import (
+    COSTS,
+    SAFETY,
+    general_panels,
+    pareto_front,
+    short_labels,
+    tradeoff_lines,
+    tradeoff_panels,
+)
 from harness.report.table import format_delta, format_value, metric_names, primary_metric
+from harness.suites import describe
 
 
 def _plain(text: str) -> str:

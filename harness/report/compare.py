@@ -27,11 +27,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.evals.items import PairingError
 from harness import store
-from harness.evals.metrics import describe
+from harness.evals.items import PairingError
 from harness.report import deltas
 from harness.report.frame import ResultsError, current_set, load_items, load_results
+from harness.suites import describe
 
 ORDER = ("regressed", "improved", "worse, within tolerance", "indistinguishable")
 

@@ -28,7 +28,7 @@ import numpy as np
 
 from harness.evals import stats
 from harness.evals.items import align
-from harness.evals.metrics import describe
+from harness.suites import describe
 
 
 @dataclass(frozen=True)

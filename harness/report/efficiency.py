@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-from harness.evals.metrics import describe
 from harness.report.frame import BASE
 from harness.report.table import format_number, metric_names, number, primary_metric
+from harness.suites import describe
 
 TITLE = "Inference cost and efficiency"
 FORMULA = ("efficiency = gain / ((1 + p) · (1 + m) · (1 + ℓ)); gain = the primary task metric's Δ over the base; "

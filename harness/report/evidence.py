@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.evals.metrics import describe
+from harness.suites import describe
 
 CHOICE_LETTERS = "ABCD"
 
@@ -137,9 +137,9 @@ def _benchmark_entry(cell: dict, metric: str) -> dict | None:
 def source(cell: dict, metric: str) -> str:
     """Which data a metric's items come from: metrics over the same items share their texts."""
     suite = describe(metric).suite
-    if suite == "task" or metric.startswith("task_"):
+    if suite == "task":
         return "task"
-    if suite == "safety" or metric.startswith("refusal"):
+    if suite == "safety":
         return metric
     entry = _benchmark_entry(cell, metric)
     if entry is None:

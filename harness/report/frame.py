@@ -19,9 +19,8 @@ import numpy as np
 
 from harness import store, timing
 from harness.env import VERSIONED
-from harness.matrix import evaluation
+from harness.matrix import BASE, evaluation  # BASE: the untrained base cell's strategy name
 
-BASE = "base"  # the strategy name of a matrix's untrained base cell
 # Keys of result["cell"] that do not make a different experiment: seeds are repeats of one.
 NOT_CONFIG = ("seed", "label", "root", "matrix")
 

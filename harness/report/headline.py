@@ -24,7 +24,6 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from harness.evals.metrics import describe
 from harness.report.frame import BASE
 from harness.report.table import (
     LOAD_MARK,
@@ -36,6 +35,7 @@ from harness.report.table import (
     metric_names,
     primary_metric,
 )
+from harness.suites import describe
 
 SAFETY = "refusal_harmful"
 

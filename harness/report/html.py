@@ -25,10 +25,10 @@ from pathlib import Path
 import pandas as pd
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from harness.evals.metrics import describe
 from harness.report import charts, evidence
 from harness.report.frame import BASE, load_items
 from harness.report.headline import headline
+from harness.suites import describe
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 SHOWN_PER_LIST = 200  # flipped items listed per metric and direction; the count above says how many there are

@@ -15,18 +15,26 @@ from pathlib import Path
 import pandas as pd
 
 from harness import env as env_info
-from harness.evals.metrics import HELP, describe
 from harness.evals.stats import METHODS
-from harness.report import deltas, efficiency, plots, tradeoff
+from harness.report import efficiency, plots, tradeoff
 from harness.report.frame import BASE, LOAD_SLACK, current_set, high_load, load_items, load_results, summarize
 from harness.report.headline import headline
-from harness.report.table import (LOAD_MARK, annotate, is_side_effect, metric_names, ordered, primary_metric,
-                                  summary_frame, uninformative)
-from harness.report.table import format_delta as _delta
-from harness.report.table import format_number as _num
-from harness.report.table import format_value as _value
-from harness.report.table import heading as _heading
+from harness.report.table import (
+    LOAD_MARK,
+    annotate,
+    format_delta,
+    format_number,
+    format_value,
+    heading,
+    is_side_effect,
+    metric_names,
+    ordered,
+    primary_metric,
+    summary_frame,
+    uninformative,
+)
 from harness.report.takeaways import takeaways
+from harness.suites import describe
 
 SAMPLES = 3  # sample outputs per cell: its worst-scored test items first
 SAMPLE_CHARS = 160
@@ -50,7 +58,7 @@ def _esc(text) -> str:
 def _lr(row: dict) -> str:
     if row["strategy"] == BASE:  # nothing was trained
         return "–"
-    lr = _num(row["learning_rate"], "{:g}")
+    lr = format_number(row["learning_rate"], "{:g}")
     if not row["lr_trials"]:
         return f"{lr} (set)"
     objective = row["lr_trials"][0].get("objective", "loss")
@@ -81,7 +89,7 @@ def cost_columns(rows: list[dict]) -> list[tuple[str, str, str]]:
 
 
 def _cost(row: dict, key: str, fmt: str) -> str:
-    text = _num(row["usage"].get(key), fmt)
+    text = format_number(row["usage"].get(key), fmt)
     return f"{text} {LOAD_MARK}" if key in TIMED and row.get("high_load") and text != "–" else text
 
 
@@ -93,21 +101,21 @@ def main_table(rows: list[dict], names: list[str]) -> pd.DataFrame:
         if multi_seed:
             rec["seeds"] = len(r["seeds"])
         rec["lr"] = _lr(r)
-        rec["trainable params"] = _num(r["trainable_params"])
+        rec["trainable params"] = format_number(r["trainable_params"])
         rec["artifact"] = _size(r.get("artifact_bytes"))
         rec.update({head: _cost(r, key, fmt) for key, head, fmt in cost_columns(rows)})
-        rec.update({_heading(n): _value(r, n) for n in names})
+        rec.update({heading(n): format_value(r, n) for n in names})
         out.append(rec)
     return pd.DataFrame(out)
 
 
 def side_effect_table(rows: list[dict], names: list[str]) -> pd.DataFrame:
-    return pd.DataFrame([{"cell": _esc(r["label"]), **{_heading(n): _value(r, n) for n in names}} for r in rows])
+    return pd.DataFrame([{"cell": _esc(r["label"]), **{heading(n): format_value(r, n) for n in names}} for r in rows])
 
 
 def delta_table(rows: list[dict], names: list[str]) -> pd.DataFrame:
     shown = [r for r in rows if r["vs_base"]]
-    return pd.DataFrame([{"cell": _esc(r["label"]), **{f"Δ {_heading(n)}": _delta(r, n) for n in names}}
+    return pd.DataFrame([{"cell": _esc(r["label"]), **{f"Δ {heading(n)}": format_delta(r, n) for n in names}}
                          for r in shown])
 
 
@@ -232,13 +240,13 @@ def lr_section(rows: list[dict]) -> list[str]:
         return []
     recs = []
     for r in tuned:
-        shown = [f"{_num(t.get('learning_rate'), '{:g}')} → {_num(t.get('tuning_loss', t.get('val_loss')), '{:.3f}')}"
-                 + (f" (PPL {_num(t['general_ppl'], '{:.2f}')})" if t.get("general_ppl") is not None else "")
+        shown = [f"{format_number(t.get('learning_rate'), '{:g}')} → {format_number(t.get('tuning_loss', t.get('val_loss')), '{:.3f}')}"
+                 + (f" (PPL {format_number(t['general_ppl'], '{:.2f}')})" if t.get("general_ppl") is not None else "")
                  for t in r["lr_trials"]]
         trials = ", ".join(f"**{s}**" if t.get("chosen") else s for s, t in zip(shown, r["lr_trials"]))
         recs.append({"cell": _esc(r["label"]), "learning rate → tuning-split loss (chosen in bold)": trials,
                      "objective": r["lr_trials"][0].get("objective", "loss").replace("_", " "),
-                     "tuning tokens": _num(r["usage"].get("tuning_tokens"))})
+                     "tuning tokens": format_number(r["usage"].get("tuning_tokens"))})
     return ["## Learning-rate search", "", pd.DataFrame(recs).to_markdown(index=False), ""]
 
 
@@ -251,16 +259,16 @@ def time_section(rows: list[dict]) -> list[str]:
     recs = []
     for r in timed:
         t = r["timing"]
-        rec = {"cell": _esc(r["label"]), "total s": _num(t["wall_seconds"], "{:,.1f}")}
+        rec = {"cell": _esc(r["label"]), "total s": format_number(t["wall_seconds"], "{:,.1f}")}
         for kind in ("start", "load", "prepare", "data", "train"):
-            rec[f"{kind} s"] = _num(t["phases"].get(kind), "{:,.1f}")
-        rec.update({f"eval {n} s": _num(t["suites"].get(n), "{:,.1f}") for n in suites})
+            rec[f"{kind} s"] = format_number(t["phases"].get(kind), "{:,.1f}")
+        rec.update({f"eval {n} s": format_number(t["suites"].get(n), "{:,.1f}") for n in suites})
         for kind in ("points", "inference"):  # checkpoints and interpolations (harness.points); serving cost
             if any(kind in x["timing"]["phases"] for x in timed):
-                rec[f"{kind} s"] = _num(t["phases"].get(kind, 0.0), "{:,.1f}")
+                rec[f"{kind} s"] = format_number(t["phases"].get(kind, 0.0), "{:,.1f}")
         rest = sum(v for k, v in t["phases"].items()
                    if k not in ("start", "load", "prepare", "data", "train", "eval", "points", "inference"))
-        rec["sanity, store, other s"] = _num(rest, "{:,.1f}")
+        rec["sanity, store, other s"] = format_number(rest, "{:,.1f}")
         if tasks := t.get("benchmark_tasks"):
             rec["benchmark tasks"] = ", ".join(f"{k} {v:,.1f}" for k, v in tasks.items())
         recs.append(rec)
@@ -324,13 +332,13 @@ def interval_legend(rows: list[dict]) -> list[str]:
 def glossary(rows: list[dict], tables: list[pd.DataFrame]) -> list[str]:
     """Every column heading shown, explained once."""
     heads = list(dict.fromkeys(h.removeprefix("Δ ") for t in tables for h in t.columns))
-    heads += [_heading(n) for n in metric_names(rows) if _heading(n) not in heads]  # the Details' columns too
-    by_heading = {_heading(n): n for n in metric_names(rows)}
+    heads += [heading(n) for n in metric_names(rows) if heading(n) not in heads]  # the Details' columns too
+    by_heading = {heading(n): n for n in metric_names(rows)}
     lines = []
     for h in heads:
         if h in by_heading:
             name = by_heading[h]
-            lines.append(f"- **{h}**: {HELP.get(name, f'lm-eval metric `{name}`')} (`{name}`)")
+            lines.append(f"- **{h}**: {describe(name).help or f'lm-eval metric `{name}`'} (`{name}`)")
         elif h in GLOSSARY:
             lines.append(f"- **{h}**: {GLOSSARY[h]}")
     if any(r.get("high_load") for r in rows):
@@ -344,9 +352,9 @@ def details(rows: list[dict], names: list[str]) -> list[str]:
     why = {n: reason for n in names if (reason := uninformative(rows, n))}
     if not why:
         return []
-    table = pd.DataFrame([{"cell": _esc(r["label"]), **{_heading(n): _value(r, n) for n in why}} for r in rows])
+    table = pd.DataFrame([{"cell": _esc(r["label"]), **{heading(n): format_value(r, n) for n in why}} for r in rows])
     return (["## Details: columns that tell the cells apart in no way", ""]
-            + [f"- **{_heading(n)}**: {reason}" for n, reason in why.items()]
+            + [f"- **{heading(n)}**: {reason}" for n, reason in why.items()]
             + ["", table.to_markdown(index=False), ""])
 
 
@@ -394,10 +402,6 @@ def samples(rows: list[dict], results_dir: Path) -> list[str]:
 
 def markdown(results: list[dict], rows: list[dict], results_dir: Path, title: str, figures: list[Path],
              left_out: list[dict] | None = None, tradeoff_lines: list[str] | None = None) -> str:
-    names = metric_names(rows)
-    shown = [n for n in names if not uninformative(rows, n)]
-    quality = [n for n in shown if not is_side_effect(n)]
-    side = [n for n in shown if is_side_effect(n)]
     top = headline(rows).text.map(_esc)
     wide = wide_tables(rows)
     tables = [top, *(t for t in wide.values() if not t.empty)]
@@ -420,7 +424,7 @@ def markdown(results: list[dict], rows: list[dict], results_dir: Path, title: st
     if notes:
         parts += ["## Cells that did not finish normally", ""]
         parts += [f"- `{_esc(r['label'])}` ({r['status']}): {_esc(r['reason'])}" for r in notes] + [""]
-    parts += details(rows, names)
+    parts += details(rows, metric_names(rows))
     parts += glossary(rows, tables)
     return "\n".join(parts)
 

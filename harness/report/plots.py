@@ -25,9 +25,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.text import Text  # noqa: E402
 
-from harness.evals.metrics import describe  # noqa: E402
 from harness.report.frame import BASE  # noqa: E402
 from harness.report.table import metric_names, primary_metric  # noqa: E402
+from harness.suites import describe  # noqa: E402
 
 COSTS = (("trainable_params", "trainable parameters (log scale)"), ("peak_memory_mb", "peak memory (MB)"),
          ("seconds", "training time (s)"))

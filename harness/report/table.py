@@ -5,7 +5,7 @@ Rules (the leaderboard states them under its tables):
 - ranks count only cells with status ok; values equal as printed are ties and share the better rank;
 - a cell is "best" (bold) only when it beats some other cell: no best where every value is equal;
 - a column carries no information when every cell prints the same value, or every interval includes the
-  chance level of a multiple-choice benchmark (metrics.CHANCE); the leaderboard moves it to its details;
+  chance level of a multiple-choice benchmark (harness.suites); the leaderboard moves it to its details;
 - a cell is "indistinguishable from the best" on a metric when the interval of its difference to
   the best cell (deltas.difference: paired over items where both scored the same items) includes 0;
 - deltas are against the base cell of the same model, with the same interval rule (items joined on
@@ -14,7 +14,7 @@ Rules (the leaderboard states them under its tables):
 
     rows = annotate(summarize(load_results(d)), d)
     rows[3]["rank"]["task_exact_match"], rows[3]["near_best"]["task_exact_match"], rows[3]["vs_base"]["ppl_general"]
-    number(310029503.0, "{:.2f}")  # '3.1e8';  interval(m, "{:.2f}") -> '3.1e8 [2.6e8, 3.7e8]'
+    number(310029503.0, "{:.2f}")  # '3.1e8';  format_interval(m, "{:.2f}") -> '3.1e8 [2.6e8, 3.7e8]'
     summary_frame(rows).to_csv("summary.csv")
 """
 
@@ -27,9 +27,9 @@ from pathlib import Path
 import pandas as pd
 
 from harness.evals.items import PairingError
-from harness.evals.metrics import CHANCE, describe
 from harness.report import deltas
 from harness.report.frame import BASE, ResultsError, load_items
+from harness.suites import describe
 
 LOAD_MARK = "†"  # on time figures of a cell measured while the machine was overloaded (frame.high_load)
 SCIENTIFIC_FROM = 1e4  # from here on a value prints as 2 significant digits in scientific form: 3.1e8
@@ -57,7 +57,7 @@ def number(x, fmt: str = "{:.3f}", scale: float | None = None, signed: bool = Fa
     return f"{x:{sign}.{min(decimals, max(0, MAX_DIGITS - digits))}f}"
 
 
-def interval(value: float, lo: float, hi: float, fmt: str, signed: bool = False) -> str:
+def format_interval(value: float, lo: float, hi: float, fmt: str, signed: bool = False) -> str:
     """`value [lo, hi]`, all three in one style."""
     scale = max(abs(value), abs(lo), abs(hi))
     return (f"{number(value, fmt, scale, signed)} [{number(lo, fmt, scale, signed)}, "
@@ -76,7 +76,7 @@ def uninformative(rows: list[dict], name: str) -> str | None:
         return None
     if len({shown(m["value"], name) for m in ok}) == 1:
         return f"every cell scores {number(ok[0]['value'], describe(name).fmt)}"
-    chance = CHANCE.get(name)
+    chance = describe(name).chance
     if chance is not None and all(m["lo"] <= chance <= m["hi"] for m in ok):
         return f"every cell at chance, {chance:g} inside each 95% interval"
     return None
@@ -89,13 +89,13 @@ def metric_names(rows: list[dict]) -> list[str]:
 def is_side_effect(name: str) -> bool:
     """General-ability and safety metrics: what fine-tuning can break, shown against the base model."""
     m = describe(name)
-    return m.general or m.suite == "safety" or name.startswith("refusal")
+    return m.general or m.suite == "safety"
 
 
 def primary_metric(names: list[str]) -> str | None:
     """The task-quality metric that orders the table and the plots: task exact match, else the first task metric."""
     quality = [n for n in names if not is_side_effect(n)]
-    task = [n for n in quality if describe(n).suite == "task" or n.startswith("task")]
+    task = [n for n in quality if describe(n).suite == "task"]
     return "task_exact_match" if "task_exact_match" in names else next(iter(task + quality), None)
 
 
@@ -200,7 +200,7 @@ def format_value(row: dict, name: str) -> str:
         text = number(m["value"], fmt, scale)
         text = (f"**{text}**" if row["best"].get(name) else text) + f" ± {number(m['std'], fmt, scale)}"
     else:
-        text = interval(m["value"], m["lo"], m["hi"], fmt)
+        text = format_interval(m["value"], m["lo"], m["hi"], fmt)
         if row["best"].get(name):
             value, _, rest = text.partition(" ")
             text = f"**{value}** {rest}"
@@ -214,7 +214,7 @@ def format_delta(row: dict, name: str) -> str:
     d = row["vs_base"].get(name)
     if d is None:
         return "–"
-    return (interval(d["delta"], d["lo"], d["hi"], describe(name).fmt, signed=True)
+    return (format_interval(d["delta"], d["lo"], d["hi"], describe(name).fmt, signed=True)
             + (" ✱" if deltas.significant(d) else "") + ("" if d["paired"] else " (unpaired)"))
 
 

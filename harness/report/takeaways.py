@@ -14,11 +14,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.evals.metrics import describe
 from harness.report import deltas
 from harness.report.frame import BASE
-from harness.report.table import (interval, is_side_effect, load_row_items, metric_names, primary_metric, rank,
-                                  row_difference, uninformative)
+from harness.report.table import (
+    format_interval,
+    is_side_effect,
+    load_row_items,
+    metric_names,
+    primary_metric,
+    rank,
+    row_difference,
+    uninformative,
+)
+from harness.suites import describe
 
 SAFETY = "refusal_harmful"
 
@@ -29,7 +37,7 @@ def _cells(rows: list[dict]) -> str:
 
 def _value(row: dict, name: str) -> str:
     m = row["metrics"][name]
-    return interval(m["value"], m["lo"], m["hi"], describe(name).fmt)
+    return format_interval(m["value"], m["lo"], m["hi"], describe(name).fmt)
 
 
 def best_of(rows: list[dict], name: str, items: dict) -> tuple[list[dict], list[dict]]:
@@ -70,7 +78,7 @@ def _forgetting(trained: list[dict], names: list[str], items: dict) -> list[str]
     best, _ = best_of(trained, name, items)
     if (d := best[0]["vs_base"].get(name)) and deltas.significant(d):
         f = describe(name).fmt
-        line += f" It still differs from the base by {interval(d['delta'], d['lo'], d['hi'], f, signed=True)}."
+        line += f" It still differs from the base by {format_interval(d['delta'], d['lo'], d['hi'], f, signed=True)}."
     return [line]
 
 
@@ -109,7 +117,7 @@ def _regressions(trained: list[dict], names: list[str]) -> list[str]:
         for n in side:
             d = r["vs_base"].get(n)
             if d and deltas.significant(d) and (d["delta"] < 0) == describe(n).higher_is_better:
-                worse.append(f"{describe(n).label} {interval(d['delta'], d['lo'], d['hi'], describe(n).fmt, True)}")
+                worse.append(f"{describe(n).label} {format_interval(d['delta'], d['lo'], d['hi'], describe(n).fmt, True)}")
         if worse:
             found.append(f"  - `{r['label']}`: " + ", ".join(worse))
     if not side:

@@ -25,10 +25,10 @@ from pathlib import Path
 import pandas as pd
 
 from harness.config import TradeoffSpec
-from harness.evals.metrics import describe
 from harness.report import deltas
 from harness.report.frame import BASE, load_items
-from harness.report.table import interval, metric_names, number, primary_metric
+from harness.report.table import format_interval, metric_names, number, primary_metric
+from harness.suites import describe
 
 TITLE = "Stability-plasticity: the operating point"
 KIND_ORDER = {"base": 0, "interpolate": 1, "checkpoint": 2, "end": 3}
@@ -134,7 +134,7 @@ def mean_bench(p: dict) -> float | None:
 
 
 def _fmt(d: dict | None, fmt: str) -> str:
-    return "–" if d is None else interval(d["delta"], d["lo"], d["hi"], fmt, signed=True)
+    return "–" if d is None else format_interval(d["delta"], d["lo"], d["hi"], fmt, signed=True)
 
 
 def _point_name(p: dict) -> str:

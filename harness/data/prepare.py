@@ -17,7 +17,7 @@ from pathlib import Path
 
 from harness.config import DataSpec, EvalSpec
 from harness.data import native
-from harness.data.batching import budgeted
+from harness.data.collate import budgeted
 from harness.data.dataset import item_text, load_split, train_examples
 from harness.data.formats import example_text
 from harness.data.hygiene import contamination, item_key

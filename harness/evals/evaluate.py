@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from harness.evals import perplexity, safety, task
 from harness.evals.stats import CorpusScores, interval
+from harness.suites import SUITES
 from harness.timing import Clock
 
 
@@ -26,8 +27,7 @@ def benchmarks(model, tok, cell) -> dict:
     return run(model, tok, cell)
 
 
-SUITES = {"perplexity": perplexity.run, "task": task.run, "benchmarks": benchmarks, "safety": safety.run}
-NEEDS = {"benchmarks": "benchmarks", "safety": "safety"}  # suite -> eval key naming its data
+RUNS = {"perplexity": perplexity.run, "task": task.run, "benchmarks": benchmarks, "safety": safety.run}  # SUITES' names
 
 
 def run_suites(model, tok, cell, progress=print, clock: Clock | None = None, on_suite=None) -> tuple[dict, dict]:
@@ -36,13 +36,13 @@ def run_suites(model, tok, cell, progress=print, clock: Clock | None = None, on_
     model.eval()
     clock = clock or Clock()
     metrics, items, ids, groups = {}, {}, {}, {}
-    names = [n for n in cell.eval.suites if n not in NEEDS or getattr(cell.eval, NEEDS[n])]  # the rest: no data named
+    names = [n for n in cell.eval.suites if not SUITES[n].data_key or getattr(cell.eval, SUITES[n].data_key)]
     for i, name in enumerate(names):
         progress(f"  eval {name}")
         if on_suite:
             on_suite(name, i, len(names), None)
         with clock.phase("eval", name):
-            scores = SUITES[name](model, tok, cell)
+            scores = RUNS[name](model, tok, cell)
         if on_suite:
             on_suite(name, i, len(names), clock.phases[-1]["wall"])
         clock.benchmark_tasks.update(scores.pop("_timing", None) or {})
