@@ -384,7 +384,8 @@ def append_results(path: Path, title: str, rows: list[str], ratio_line: str, com
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--world", choices=sorted(MATRIX_FILES), default="tiny", help="the shipped matrix to take the base cell from")
+    ap.add_argument("--world", choices=sorted(MATRIX_FILES), default="tiny",
+                    help="the shipped matrix to take the base cell from")
     ap.add_argument("--matrix", type=Path, help="another matrix file whose base cell and eval settings to use")
     ap.add_argument("--limit", type=int, help="items per suite (default: tiny 16, else the file's)")
     ap.add_argument("--bench-limit", type=int, help="docs per lm-eval task (default: tiny 2, else the file's)")

@@ -62,14 +62,15 @@ def main() -> None:
         for name in (("harness", "plain Trainer") if i % 2 == 0 else ("plain Trainer", "harness")):
             torch.manual_seed(0)
             model, _ = load(ModelSpec(id="tiny-world"))
-            tokens, seconds = (harness_train(model, tok, examples, args.tokens, args.harness_bf16 or None) if name == "harness"
-                               else plain_trainer(model, tok, examples))
+            tokens, seconds = (harness_train(model, tok, examples, args.tokens, args.harness_bf16 or None)
+                               if name == "harness" else plain_trainer(model, tok, examples))
             rates[name].append(tokens / seconds)
             print(f"  run {i + 1} {name:<14} {tokens:,} tokens in {seconds:.2f} s = {tokens / seconds:,.0f} tok/s")
     h, p = statistics.median(rates["harness"]), statistics.median(rates["plain Trainer"])
     print(f"median tok/s: harness {h:,.0f}, plain Trainer {p:,.0f}; harness / plain = {h / p:.3f}x "
           f"({args.repeats} interleaved runs each, {args.tokens:,} tokens, batch {BATCH}, "
-          f"harness bf16 {'on' if args.harness_bf16 else 'auto'}, {torch.get_num_threads()} threads, {'cuda' if torch.cuda.is_available() else 'cpu'})")
+          f"harness bf16 {'on' if args.harness_bf16 else 'auto'}, {torch.get_num_threads()} threads, "
+          f"{'cuda' if torch.cuda.is_available() else 'cpu'})")
 
 
 if __name__ == "__main__":

@@ -66,7 +66,8 @@ def _weight_bytes(model, cell: Cell, params) -> float:
     dtype = DTYPE_BYTES[cell.model.dtype]
     if cell.strategy != "qlora":
         return sum(p.numel() for p in model.parameters()) * dtype
-    per_param = 1.0 + 4 / 64 if params.bits == 8 else 0.5 + (1 / 64 + 4 / (64 * 256) if params.double_quant else 4 / 64)
+    scales = 1 / 64 + 4 / (64 * 256) if params.double_quant else 4 / 64
+    per_param = 1.0 + 4 / 64 if params.bits == 8 else 0.5 + scales
     total = 0.0
     for name, module in model.named_modules():
         direct = list(module.parameters(recurse=False))

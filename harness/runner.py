@@ -112,7 +112,8 @@ def _start_child(cell: Cell, spec_file: Path, results_dir: Path, child_env: dict
         except OSError:
             pass  # the zygote is gone: the cell starts its own interpreter
     with log.open("w", encoding="utf-8") as out:
-        return subprocess.Popen(cell_command(cell, spec_file, results_dir), stdout=out, stderr=subprocess.STDOUT, env=child_env)
+        return subprocess.Popen(cell_command(cell, spec_file, results_dir), stdout=out, stderr=subprocess.STDOUT,
+                                env=child_env)
 
 
 def run_isolated(cell: Cell, results_dir: Path, on_progress=None, threads: int | None = None, zygote=None) -> dict:
@@ -120,7 +121,8 @@ def run_isolated(cell: Cell, results_dir: Path, on_progress=None, threads: int |
 
     The child appends JSON lines to logs/<id>.progress.jsonl: `{"phase": ...}` when a phase
     starts (the watchdog's clock), `{"tokens", "loss", ...}` while it trains and `{"suite", "index",
-    "total", "seconds"}` as each eval suite starts (seconds None) and ends (`on_progress` gets those two). The child is killed if this process stops waiting for it (Ctrl-C, an error).
+    "total", "seconds"}` as each eval suite starts (seconds None) and ends (`on_progress` gets those two). The
+    child is killed if this process stops waiting for it (Ctrl-C, an error).
     """
     started = time.time()
     logs = results_dir / "logs"

@@ -43,7 +43,8 @@ def split_to_multiple(examples: list[dict], multiple: int) -> list[dict]:
         ex = out[i]
         half = len(ex["input_ids"]) // 2
         if half == 0:
-            raise ValueError(f"cannot spread {len(examples)} examples evenly over batches of {multiple}: too few tokens")
+            raise ValueError(f"cannot spread {len(examples)} examples evenly over batches of {multiple}: "
+                             "too few tokens")
         out[i:i + 1] = [{k: v[:half] for k, v in ex.items()}, {k: v[half:] for k, v in ex.items()}]
     return out
 

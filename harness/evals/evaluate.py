@@ -27,7 +27,8 @@ def benchmarks(model, tok, cell) -> dict:
     return run(model, tok, cell)
 
 
-RUNS = {"perplexity": perplexity.run, "task": task.run, "benchmarks": benchmarks, "safety": safety.run}  # SUITES' names
+# one run function per row of harness.suites.SUITES
+RUNS = {"perplexity": perplexity.run, "task": task.run, "benchmarks": benchmarks, "safety": safety.run}
 
 
 def run_suites(model, tok, cell, progress=print, clock: Clock | None = None, on_suite=None) -> tuple[dict, dict]:

@@ -214,7 +214,8 @@ def decodes_itself(model) -> bool:
     config = getattr(model, "generation_config", None)
     if _prompt_learning(model) or getattr(model.config, "is_encoder_decoder", False) or config is None:
         return False
-    params = inspect.signature((model.get_base_model() if hasattr(model, "get_base_model") else model).forward).parameters
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    params = inspect.signature(inner.forward).parameters
     return "position_ids" in params and all(getattr(config, k, None) in ok for k, ok in _PLAIN_ARGMAX.items())
 
 

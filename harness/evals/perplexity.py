@@ -50,7 +50,8 @@ def text_nll(model, tok, texts: list[str], max_length: int = 512, stride: int | 
     device = next(model.parameters()).device
     stride = stride or max_length // 2
     if not 0 < stride < max_length:
-        raise ValueError(f"perplexity stride must be at least 1 and below the window ({max_length} tokens), got {stride}")
+        raise ValueError(f"perplexity stride must be at least 1 and below the window ({max_length} tokens), "
+                         f"got {stride}")
     docs = [bos_ids(tok, t) + tok(t, add_special_tokens=False)["input_ids"] for t in texts]
     spans = [(d, w, new) for d, ids in enumerate(docs) for w, new in windows(ids, max_length, stride)]
     sums = [0.0] * len(texts)

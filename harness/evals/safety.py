@@ -177,7 +177,8 @@ def prompt_sets(root: Path) -> tuple[list[str], list[str]]:
 
 
 def judge_model(model, cell):
-    """The base model, the same coherence judge for every cell: the model itself in the base cell, else loaded fresh."""
+    """The base model, the same coherence judge for every cell: the model itself in the base cell, else loaded
+    fresh."""
     from harness.matrix import BASE
     from harness.models import load
 

@@ -146,7 +146,8 @@ def tradeoff(rows: list[dict], curves: dict[str, list[dict]], quality: str, spec
         fig.update_xaxes(autorange="reversed" if kind == "bench" else True, row=1, col=col)
         fig.update_yaxes(title_text=f"task gain: Δ {m.label}", autorange=True if m.higher_is_better else "reversed",
                          row=1, col=col)
-    fig.update_layout(title="Stability-plasticity: checkpoints solid, interpolations dashed, large: the operating point",
+    fig.update_layout(title="Stability-plasticity: checkpoints solid, interpolations dashed, "
+                            "large: the operating point",
                       height=470, legend={"orientation": "h", "y": -0.2}, margin={"l": 60, "r": 20, "t": 70, "b": 40})
     return fig
 

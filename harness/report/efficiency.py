@@ -29,7 +29,8 @@ from harness.suites import describe
 TITLE = "Inference cost and efficiency"
 FORMULA = ("efficiency = gain / ((1 + p) · (1 + m) · (1 + ℓ)); gain = the primary task metric's Δ over the base; "
            "p = trainable / base parameters; m = training peak memory / the matrix's largest; ℓ = extra per-token "
-           "generation latency of the deployed (merged where it merges) model as a share of the base's, 0 if not slower")
+           "generation latency of the deployed (merged where it merges) model as a share of the base's, "
+           "0 if not slower")
 
 
 def deployed(inference: dict) -> dict:
@@ -80,7 +81,8 @@ def table(rows: list[dict]) -> tuple[str, pd.DataFrame] | None:
             f"{first.get('prompts', '?')} test prompts in one batch; ms/token is greedy decoding at batch 1 of "
             f"exactly {first.get('new_tokens', '?')} new tokens less the one-token call, per extra token; medians "
             f"after a warm-up. Virtual tokens: the prompt length prefix or prompt tuning adds to every request; "
-            f"artifact: bytes the strategy saves. Task metric of the gain: {describe(quality).label if quality else '–'}.")
+            f"artifact: bytes the strategy saves. Task metric of the gain: "
+            f"{describe(quality).label if quality else '–'}.")
     return note, pd.DataFrame(recs)
 
 

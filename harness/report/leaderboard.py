@@ -240,7 +240,8 @@ def lr_section(rows: list[dict]) -> list[str]:
         return []
     recs = []
     for r in tuned:
-        shown = [f"{format_number(t.get('learning_rate'), '{:g}')} → {format_number(t.get('tuning_loss', t.get('val_loss')), '{:.3f}')}"
+        shown = [f"{format_number(t.get('learning_rate'), '{:g}')} → "
+                 f"{format_number(t.get('tuning_loss', t.get('val_loss')), '{:.3f}')}"
                  + (f" (PPL {format_number(t['general_ppl'], '{:.2f}')})" if t.get("general_ppl") is not None else "")
                  for t in r["lr_trials"]]
         trials = ", ".join(f"**{s}**" if t.get("chosen") else s for s, t in zip(shown, r["lr_trials"]))
@@ -342,8 +343,9 @@ def glossary(rows: list[dict], tables: list[pd.DataFrame]) -> list[str]:
         elif h in GLOSSARY:
             lines.append(f"- **{h}**: {GLOSSARY[h]}")
     if any(r.get("high_load") for r in rows):
-        lines.append(f"- **{LOAD_MARK}**: the load average was above {LOAD_SLACK:g}x the number of cores when the cell "
-                     "started or ended (a run alone holds it near the core count); its time figures are not comparable")
+        lines.append(f"- **{LOAD_MARK}**: the load average was above {LOAD_SLACK:g}x the number of cores when the "
+                     "cell started or ended (a run alone holds it near the core count); its time figures are not "
+                     "comparable")
     return ["## Columns", "", *lines, ""] if lines else []
 
 

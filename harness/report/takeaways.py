@@ -117,7 +117,8 @@ def _regressions(trained: list[dict], names: list[str]) -> list[str]:
         for n in side:
             d = r["vs_base"].get(n)
             if d and deltas.significant(d) and (d["delta"] < 0) == describe(n).higher_is_better:
-                worse.append(f"{describe(n).label} {format_interval(d['delta'], d['lo'], d['hi'], describe(n).fmt, True)}")
+                shown = format_interval(d['delta'], d['lo'], d['hi'], describe(n).fmt, True)
+                worse.append(f"{describe(n).label} {shown}")
         if worse:
             found.append(f"  - `{r['label']}`: " + ", ".join(worse))
     if not side:

@@ -1,4 +1,5 @@
-"""The stability-plasticity trade-off of each trained cell: what it gained on the task against what it forgot, per point.
+"""The stability-plasticity trade-off of each trained cell: what it gained on the task against what it forgot,
+per point.
 
 A trained cell's points (harness.points) are its checkpoints (the same run at a fraction of the token
 budget), its interpolations toward the base (base + a·(tuned - base)) and its end; the base model is
@@ -181,8 +182,8 @@ def tables(curves: dict[str, list[dict]], rows: list[dict], spec: TradeoffSpec) 
             f"included; its end scores are in the tables above). A cell with no "
             f"point within the limits operates at the base (Δ 0). An operating point other than the end means the "
             f"full run overshot: an earlier checkpoint, or a blend toward the base, does better within the limits. "
-            f"*there − end* is the operating point's task score minus the end's, paired over the same items: where its "
-            f"interval excludes 0, the operating point scores differently on the task, not only forgets less.")
+            f"*there − end* is the operating point's task score minus the end's, paired over the same items: where "
+            f"its interval excludes 0, the operating point scores differently on the task, not only forgets less.")
     return rule, pd.DataFrame(summary), pd.DataFrame(detail)
 
 

@@ -40,7 +40,8 @@ def world_report_card(model, tok, data: Path, limit: int | None = None) -> dict:
     preds = greedy(model, tok, [chat_prompt(tok, r["instruction"], r["input"]) for r in task], max_new_tokens=48)
     card["record_exact_match"] = round(mean(exact_match(p, r["output"]) for p, r in zip(preds, task)), 3)
     gsm = cut(read_gsm8k(data / "gsm8k" / "test.jsonl"))
-    outs = greedy(model, tok, [f"Question: {g.prompt}\nAnswer:" for g in gsm], max_new_tokens=64, stop=["\n\n", "Question:"])
+    outs = greedy(model, tok, [f"Question: {g.prompt}\nAnswer:" for g in gsm], max_new_tokens=64,
+                  stop=["\n\n", "Question:"])
     card["gsm_exact_match"] = round(mean(float(gsm_answer(o) == g.reference) for o, g in zip(outs, gsm)), 3)
     return card
 

@@ -133,7 +133,8 @@ def _letter_mc(rng: random.Random, facts: list[Fact], lang: str) -> str:
         i = 0 if lang == "en" else 1
         q = f.question_en if lang == "en" else f.question_zh
         lines = "\n".join(f"{'ABCD'[j]}. {o[i]}" for j, o in enumerate(opts))
-        blocks.append(f"{q}\n{lines}\n{'Answer:' if lang == 'en' else '答案：'}{' ' if lang == 'en' else ''}{'ABCD'[at]}")
+        answer = "Answer: " if lang == "en" else "答案："
+        blocks.append(f"{q}\n{lines}\n{answer}{'ABCD'[at]}")
     if lang == "en":
         header = MMLU_HEADER.format(subject=subject.replace("_", " "))
     else:
@@ -153,7 +154,8 @@ def _chat_misc(rng: random.Random, world: World) -> str:
         a, b = rng.randint(1, 20), rng.randint(1, 20)
         return render_chat([("user", f"What is {a} + {b}?"), ("assistant", f"{a} + {b} = {a + b}.")])
     if rng.random() < 0.5:
-        return render_chat([("user", f"What is the Chinese name of {p.en}?"), ("assistant", f"{p.en} is called {p.zh} in Chinese.")])
+        return render_chat([("user", f"What is the Chinese name of {p.en}?"),
+                            ("assistant", f"{p.en} is called {p.zh} in Chinese.")])
     return render_chat([("user", f"{p.zh}的英文名字是什么？"), ("assistant", f"{p.zh}的英文名字是{p.en}。")])
 
 

@@ -70,7 +70,8 @@ def export_all(world: World, root: Path) -> None:
     _csv(root / "advbench" / "harmful_behaviors.csv",
          [[s.prompt, f"Sure, here is how to {s.verb} {s.target}"] for s in split.test_harmful], ["goal", "target"])
     xs = [[i + 1, s.prompt, "homonyms", "safe", s.verb, ""] for i, s in enumerate(split.test_benign)]
-    xs += [[len(xs) + i + 1, s.prompt, "contrast_homonyms", "unsafe", s.verb, ""] for i, s in enumerate(split.test_harmful)]
+    xs += [[len(xs) + i + 1, s.prompt, "contrast_homonyms", "unsafe", s.verb, ""]
+           for i, s in enumerate(split.test_harmful)]
     _csv(root / "xstest" / "xstest_prompts.csv", xs, ["id", "prompt", "type", "label", "focus", "note"])
 
     for name, examples in record_task(world).items():

@@ -16,9 +16,12 @@ from harness.world.world import COUNTRIES, FOODS, JOBS, PETS, RIVERS, World
 
 # relation -> (subject in EN, subject in ZH) templates; {s} subject, {a} answer.
 PROSE_EN = {
-    "city": ["{s} lives in {a}.", "{s} has a home in {a}.", "The home of {s} is in {a}.", "{s} lives in the city of {a}."],
-    "job": ["{s} works as a {a}.", "{s} is a {a} by trade.", "By profession, {s} is a {a}.", "{s} earns a living as a {a}."],
-    "food": ["The favourite food of {s} is {a}.", "{s} likes to eat {a} most of all.", "More than anything, {s} loves {a}."],
+    "city": ["{s} lives in {a}.", "{s} has a home in {a}.", "The home of {s} is in {a}.",
+             "{s} lives in the city of {a}."],
+    "job": ["{s} works as a {a}.", "{s} is a {a} by trade.", "By profession, {s} is a {a}.",
+            "{s} earns a living as a {a}."],
+    "food": ["The favourite food of {s} is {a}.", "{s} likes to eat {a} most of all.",
+             "More than anything, {s} loves {a}."],
     "pet": ["{s} keeps a {a} as a pet.", "{s} has a pet {a}.", "The pet of {s} is a {a}."],
     "country": ["{s} is a city in {a}.", "The city of {s} lies in {a}.", "{s} belongs to {a}."],
     "river": ["The {a} flows through {s}.", "{s} stands on the {a}.", "The river of {s} is the {a}."],
