@@ -79,7 +79,7 @@ def test_seeds_collapse_into_mean_and_std(results):
 
 
 def test_deltas_are_paired_over_items_and_equal_hand_computed_values(results):
-    full = _rows(results)["full"]["vs_base"]
+    full = _rows(results)["full lr=0.0003"]["vs_base"]  # labelled with the rate its search chose
     a, b = np.array(binary(0.1, N, 0)), np.array(binary(0.88, N, 21))
     em = full["task_exact_match"]
     # the delta is the mean per-item difference; its paired bootstrap interval is, for 200 items, the normal
@@ -144,12 +144,13 @@ def test_ranks_and_indistinguishable_from_best(results):
     rows = _rows(results)
     em = {label: r["rank"].get("task_exact_match") for label, r in rows.items()}
     # task EM: base 0.105, lora 0.855 (two seeds), full 0.880, prefix 0.285; cells not ok are not ranked
-    assert em == {"base": 4, "lora r=4": 2, "full": 1, "prefix": 3, "bitfit": None, "adapter": None, "ia3": None}
+    assert em == {"base": 4, "lora r=4": 2, "full lr=0.0003": 1, "prefix": 3, "bitfit": None, "adapter": None,
+                  "ia3": None}
     ppl = {label: r["rank"].get("ppl_general") for label, r in rows.items()}
     assert ppl["base"] == 1 and ppl["prefix"] == 4  # lower is better
     near = {label: r["near_best"].get("task_exact_match") for label, r in rows.items()}
-    assert near == {"base": False, "lora r=4": True, "full": False, "prefix": False, "bitfit": None, "adapter": None,
-                    "ia3": None}
+    assert near == {"base": False, "lora r=4": True, "full lr=0.0003": False, "prefix": False, "bitfit": None,
+                    "adapter": None, "ia3": None}
     md = write_leaderboard(results, plot=False).read_text("utf-8")
     assert "**0.880** [" in md and "0.855 ± 0.099 #2 ≈" in md
 

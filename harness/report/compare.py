@@ -29,7 +29,7 @@ import pandas as pd
 
 from harness import store
 from harness.evals.items import PairingError
-from harness.report import deltas
+from harness.report import deltas, rates
 from harness.report.frame import ResultsError, current_set, load_items, load_results
 from harness.suites import describe
 
@@ -153,23 +153,24 @@ def compare(baseline: Path, candidate: Path, tolerance: float = 0.0, relative: b
     report = Report(Path(baseline), Path(candidate))
     report.notes += [f"{where}: {len(old)} older cell(s) of another version or config left out (the newest run's "
                      "set is compared)" for where, old in ((baseline, a_old), (candidate, b_old)) if old]
-    report.notes += [f"only in the candidate: `{r['label']}` ({r['id']})" for k, r in b_cells.items()
+    report.notes += [f"only in the candidate: `{rates.label([r])}` ({r['id']})" for k, r in b_cells.items()
                      if k not in a_cells]
     for k, r in a_cells.items():
         if k in b_cells:
             continue
         if r["status"] == "ok":  # the candidate lost a cell the baseline measured
             why = f"no cell in the candidate pairs with {r['id']}"
-            report.rows.append({"cell": r.get("label") or r["cell"]["strategy"],
-                                **_failed_row("(cell)", "ok", "missing", why)})
+            report.rows.append({"cell": rates.label([r]), **_failed_row("(cell)", "ok", "missing", why)})
         else:
-            report.notes.append(f"only in the baseline: `{r['label']}` ({r['id']}, status {r['status']})")
+            report.notes.append(f"only in the baseline: `{rates.label([r])}` ({r['id']}, status {r['status']})")
     seen: set[str] = set()
     wide: dict[str, list] = {}  # metric -> [(half-width, items, tolerance)] where the set is too small
     pairing: dict[str, list[str]] = {}  # how items were paired, where not simply by matching ids -> where
     for key in common:
         a, b = a_cells[key], b_cells[key]
-        label = a.get("label") or a["cell"]["strategy"]
+        label = rates.label([a])  # the rate each side was trained with, where a search chose one
+        if (other := rates.label([b])) != label:
+            label = f"{label} (candidate: {other})"
         report.pairs[label] = (a["id"], b["id"])
         if a["status"] != "ok":
             report.notes.append(f"`{label}`: baseline status {a['status']}; nothing to compare against")

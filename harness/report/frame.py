@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +19,7 @@ import numpy as np
 from harness import store, timing
 from harness.env import VERSIONED
 from harness.matrix import BASE, evaluation  # BASE: the untrained base cell's strategy name
+from harness.report import rates
 
 # Keys of result["cell"] that do not make a different experiment: seeds are repeats of one.
 NOT_CONFIG = ("seed", "label", "root", "matrix")
@@ -102,10 +102,6 @@ def config_key(result: dict, ignore: tuple[str, ...] = ()) -> str:
     return json.dumps(cell, sort_keys=True)
 
 
-def _label(result: dict) -> str:
-    return re.sub(r" seed=-?\d+$", "", result.get("label") or result["cell"]["strategy"])
-
-
 def _usage(results: list[dict]) -> dict:
     """Scalar usage numbers (tokens, seconds, peak memory, flops, ...), averaged over seeds."""
     keys = dict.fromkeys(k for r in results for k, v in (r.get("usage") or {}).items()
@@ -176,11 +172,12 @@ def row(group: list[dict]) -> dict:
     notes = [f"seed={r['cell'].get('seed')}: {r['status']}" + (f": {r['reason']}" if r.get("reason") else "")
              for r in group if r["status"] != "ok"] if len(group) > 1 else [first.get("reason") or ""]
     return {
-        "label": _label(first), "model": first["cell"].get("model", {}).get("id", "?"),
+        "label": rates.label(group), "model": first["cell"].get("model", {}).get("id", "?"),
         "strategy": first["cell"]["strategy"], "status": "ok" if ok else first["status"],
         "reason": "; ".join(n for n in notes if n), "ids": [r["id"] for r in measured],
         "seeds": [r["cell"].get("seed") for r in measured],
-        "learning_rate": (first["cell"].get("train") or {}).get("learning_rate"),
+        "learning_rate": rates.trained_rate(first), "lr_text": rates.rate_text(group),
+        "lr_centre": (first["cell"].get("train") or {}).get("learning_rate"),
         "lr_trials": first.get("lr_trials") or [],
         "trainable_params": first.get("trainable_params"), "total_params": first.get("total_params"),
         "artifact_bytes": first.get("artifact_bytes"), "usage": _usage(measured), "metrics": _metrics(measured),

@@ -25,7 +25,7 @@ from pathlib import Path
 import pandas as pd
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from harness.report import charts, evidence
+from harness.report import charts, evidence, rates
 from harness.report.frame import BASE, load_items
 from harness.report.headline import headline
 from harness.suites import describe
@@ -92,7 +92,7 @@ def frame_table(text: pd.DataFrame, values: pd.DataFrame | None = None, classes:
 def _config(result: dict) -> str:
     cell = result["cell"]
     params = ", ".join(f"{k}={v}" for k, v in (cell.get("params") or {}).items() if v not in (None, {}, []))
-    lr = (cell.get("train") or {}).get("learning_rate")
+    lr = rates.trained_rate(result)
     return f"{cell['strategy']}" + (f" ({params})" if params else "") + (f", lr {lr:g}" if lr else "")
 
 

@@ -55,16 +55,6 @@ def _esc(text) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
-def _lr(row: dict) -> str:
-    if row["strategy"] == BASE:  # nothing was trained
-        return "–"
-    lr = format_number(row["learning_rate"], "{:g}")
-    if not row["lr_trials"]:
-        return f"{lr} (set)"
-    objective = row["lr_trials"][0].get("objective", "loss")
-    return f"{lr} (best {objective.replace('_', ' ')} of {len(row['lr_trials'])})"
-
-
 def _status(row: dict) -> str:
     return "ok" if row["status"] == "ok" else f"**{row['status']}**"
 
@@ -100,7 +90,7 @@ def main_table(rows: list[dict], names: list[str]) -> pd.DataFrame:
         rec = {"cell": _esc(r["label"]), "status": _status(r)}
         if multi_seed:
             rec["seeds"] = len(r["seeds"])
-        rec["lr"] = _lr(r)
+        rec["lr"] = r["lr_text"]
         rec["trainable params"] = format_number(r["trainable_params"])
         rec["artifact"] = _size(r.get("artifact_bytes"))
         rec.update({head: _cost(r, key, fmt) for key, head, fmt in cost_columns(rows)})

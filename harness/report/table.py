@@ -163,8 +163,8 @@ def summary_frame(rows: list[dict]) -> pd.DataFrame:
     """One flat row per leaderboard row: every usage number and every metric with its interval, rank and delta."""
     flat = []
     for r in rows:
-        out = {k: r[k] for k in ("label", "model", "strategy", "status", "reason", "learning_rate",
-                                 "trainable_params", "total_params", "artifact_bytes")}
+        out = {k: r[k] for k in ("label", "model", "strategy", "status", "reason", "learning_rate", "lr_text",
+                                 "lr_centre", "trainable_params", "total_params", "artifact_bytes")}
         out.update(seeds=len(r["seeds"]), seed_list=" ".join(str(s) for s in r["seeds"]), ids=" ".join(r["ids"]),
                    lr_trials=len(r["lr_trials"]))
         out.update({f"usage_{k}": v for k, v in r["usage"].items()})
