@@ -248,6 +248,8 @@ class TuningSpec(_Spec):
     objective: Literal["loss", "loss_within_forgetting"] = "loss"
     max_general_ppl_increase: PositiveFloat | None = None  # 0.1: general PPL at most 10% above the base model's
     general_text: str | None = None  # the forgetting objective's corpus (JSONL text or plain text)
+    # extra trials past an end of the grid while the chosen trial sits at that end (harness.tuning); 0: the grid only
+    max_extensions: NonNegativeInt = 2
 
     @model_validator(mode="after")
     def _forgetting_needs_a_ceiling(self):

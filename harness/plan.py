@@ -41,7 +41,9 @@ def render_plan(spec: MatrixSpec, root: Path) -> str:
              + (f", at most {b.max_seconds:g} s" if b.max_seconds else "")
              + (f", memory cap {b.max_memory_mb:g} MB" if b.max_memory_mb else ", no memory cap"),
              (f"LR tuning: {len(trials)} trials per trained cell at x{', x'.join(f'{m:g}' for m in trials)} "
-              f"its learning rate, {len(trials) * b.tokens:,} tokens each, best validation loss kept"
+              f"its learning rate (and up to {spec.tuning.max_extensions} more past an end of the grid while the "
+              f"best trial sits there), {b.tokens:,} tokens each, the best tuning-split "
+              f"{spec.tuning.objective.replace('_', ' ')} kept"
               if trials else "LR tuning: none (one run per cell at its learning rate)"),
              "", f"{'id':<12}  {'cell':<36} {'lr':>8}  {'trainable':>10}  {'est. peak MB':>12}  "
                  "weights+grads+optim+activations  fits"]

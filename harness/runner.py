@@ -160,14 +160,14 @@ def run_isolated(cell: Cell, results_dir: Path, on_progress=None, threads: int |
 def phase_limit(cell: Cell, phase: str) -> float | None:
     """Seconds a phase of the cell may run before the watchdog kills it; None without budget.max_seconds.
 
-    Every phase gets max_seconds (training: per learning-rate trial) plus grace; start-up
+    Every phase gets max_seconds (training: per learning-rate trial, extensions included) plus grace; start-up
     (imports, before the first phase line) gets at least START_SECONDS.
     """
     cap = cell.budget.get("max_seconds")
     if not cap:
         return None
-    if phase == "train":
-        cap *= len(cell.lr_multipliers or [1])
+    if phase == "train":  # every trial the search may run: the grid and its extensions
+        cap *= len(cell.lr_multipliers or [1]) + (cell.tuning.max_extensions if cell.lr_multipliers else 0)
     limit = cap * (1 + GRACE_FACTOR) + GRACE_SECONDS
     return max(limit, START_SECONDS) if phase == "start" else limit
 

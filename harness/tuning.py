@@ -9,7 +9,11 @@ or `loss_within_forgetting` (lowest tuning loss among trials whose perplexity on
 `tuning.general_text` stays within the ceiling over the base model's; none within it: the trial
 that forgets least). The chosen trial's trained part is saved with the strategy's own `save`
 and loaded back when a later trial was not chosen, so the chosen model is the one evaluated.
-Every strategy of a matrix spends the same `tuning_tokens`.
+Where the chosen trial sits at an end of the grid, the grid is extended one step further that way (the ratio
+of its two outermost multipliers) and that trial trained under the same rules, until the best is interior,
+or `tuning.max_extensions` extra trials were run: the cell is then marked `edge`. So cells whose optimum lies
+outside their grid no longer stop at different distances from it; the price is that `tuning_tokens` differ
+between strategies by the extra trials each needed.
 
     model, usage, trials = fit(cell, strategy, params, model, tok, examples, reload_base, memory)
     choose(trials, cell.tuning.objective, ceiling)   # the index of the chosen trial (chosen=True in trials)
@@ -69,6 +73,33 @@ def choose(trials: list[dict], objective: str = "loss", ceiling: float | None = 
     return min(ok, key=lambda i: trials[i]["tuning_loss"], default=None)
 
 
+def next_multiplier(trials: list[dict], best: int | None) -> float | None:
+    """The multiplier one step past the grid's edge where the best trial sits at that edge, else None.
+
+    The step is the ratio between the two outermost multipliers on that side (x3/x1 = 3 upward). A best trial
+    that is interior needs no extension; a new trial that diverges or scores worse makes the best interior."""
+    grid = sorted({t["multiplier"] for t in trials})
+    if best is None or len(grid) < 2:
+        return None
+    at = trials[best]["multiplier"]
+    if at == grid[-1]:
+        return at * grid[-1] / grid[-2]
+    if at == grid[0]:
+        return at * grid[0] / grid[1]
+    return None
+
+
+def bracket(trials: list[dict], limit: int) -> str | None:
+    """`interior` (the grid bracketed the chosen rate), `extended` (it did after extending the grid) or `edge`
+    (the chosen rate is still at an end of the grid: `limit` extensions were not enough); None for one trial."""
+    chosen = next((i for i, t in enumerate(trials) if t.get("chosen")), None)
+    if chosen is None or len({t["multiplier"] for t in trials}) < 2 or trials[chosen]["tuning_loss"] is None:
+        return None
+    if next_multiplier(trials, chosen) is not None:
+        return "edge"
+    return "extended" if any(t.get("extension") for t in trials) else "interior"
+
+
 def t_ppl(trial: dict) -> float:
     ppl = trial.get("general_ppl")
     return ppl if ppl is not None and math.isfinite(ppl) else math.inf
@@ -103,35 +134,45 @@ def fit(cell, strategy, params, model, tok, examples: list[dict], reload_base: C
             del base
     keep = Path(tempfile.mkdtemp(prefix="harness-trials-"))
     trials, usages, kept = [], [], None
+    limit = cell.tuning.max_extensions if cell.tuning else 0
+
+    def run_trial(mult: float) -> None:
+        nonlocal model, memory, kept
+        i = len(trials)
+        lr = cell.train.learning_rate * mult
+        trial = f"lr={lr:.3g} ({i + 1}/{len(cell.lr_multipliers)}{'+' if i >= len(cell.lr_multipliers) else ''})"
+        with clock.phase("train", trial):
+            if i:  # a fresh model, initialised exactly as the first trial's
+                del model
+                gc.collect()
+                memory = MemoryMonitor().start()
+                set_seed(cell.seed)
+                model = strategy.prepare(reload_base(), params)
+            spec = cell.train.model_copy(update={"learning_rate": lr})
+            usage = train(model, tok, examples, spec, cell.budget, cell.seed, memory=memory,
+                          progress_file=progress_file, trial=trial, snapshot_at=at,
+                          snapshot_dir=snapshot_dir / f"trial{i}" if snapshot_dir else None, **train_kwargs)
+            memory.stop()
+            loss = tuning_loss(model, tok, cell) if usage["stopped_by"] != "nan" else math.inf
+            loss = loss if math.isfinite(loss) else None
+            trials.append({"learning_rate": lr, "multiplier": mult, "tuning_loss": loss, "tokens": usage["tokens"],
+                           "steps": usage["steps"], "seconds": usage["seconds"], "stopped_by": usage["stopped_by"],
+                           "loss_last": usage["loss_last"], "objective": objective, "chosen": False,
+                           "extension": i >= len(cell.lr_multipliers)})
+            if forgetting:
+                trials[-1]["general_ppl"] = general_ppl(model, tok, cell) if loss is not None else None
+                trials[-1]["within_ceiling"] = t_ppl(trials[-1]) <= ceiling
+            usages.append(usage)
+            if choose(trials, objective, ceiling) == i:  # the best so far: keep its trained part
+                kept = i
+                shutil.rmtree(keep / "best", ignore_errors=True)
+                strategy.save(model, keep / "best")
+
     try:
-        for i, mult in enumerate(cell.lr_multipliers):
-            lr = cell.train.learning_rate * mult
-            trial = f"lr={lr:.3g} ({i + 1}/{len(cell.lr_multipliers)})"
-            with clock.phase("train", trial):
-                if i:  # a fresh model, initialised exactly as the first trial's
-                    del model
-                    gc.collect()
-                    memory = MemoryMonitor().start()
-                    set_seed(cell.seed)
-                    model = strategy.prepare(reload_base(), params)
-                spec = cell.train.model_copy(update={"learning_rate": lr})
-                usage = train(model, tok, examples, spec, cell.budget, cell.seed, memory=memory,
-                              progress_file=progress_file, trial=trial, snapshot_at=at,
-                              snapshot_dir=snapshot_dir / f"trial{i}" if snapshot_dir else None, **train_kwargs)
-                memory.stop()
-                loss = tuning_loss(model, tok, cell) if usage["stopped_by"] != "nan" else math.inf
-                loss = loss if math.isfinite(loss) else None
-                trials.append({"learning_rate": lr, "multiplier": mult, "tuning_loss": loss, "tokens": usage["tokens"],
-                               "steps": usage["steps"], "seconds": usage["seconds"], "stopped_by": usage["stopped_by"],
-                               "loss_last": usage["loss_last"], "objective": objective, "chosen": False})
-                if forgetting:
-                    trials[-1]["general_ppl"] = general_ppl(model, tok, cell) if loss is not None else None
-                    trials[-1]["within_ceiling"] = t_ppl(trials[-1]) <= ceiling
-                usages.append(usage)
-                if choose(trials, objective, ceiling) == i:  # the best so far: keep its trained part
-                    kept = i
-                    shutil.rmtree(keep / "best", ignore_errors=True)
-                    strategy.save(model, keep / "best")
+        for mult in cell.lr_multipliers:
+            run_trial(mult)
+        while len(trials) - len(cell.lr_multipliers) < limit and (mult := next_multiplier(trials, kept)):
+            run_trial(mult)
         chosen = kept if kept is not None else len(trials) - 1  # all diverged: report the last, as diverged
         trials[chosen]["chosen"] = True
         if chosen != len(trials) - 1:
@@ -148,7 +189,8 @@ def fit(cell, strategy, params, model, tok, examples: list[dict], reload_base: C
              "tuning_tokens": sum(u["tokens"] for u in usages),
              "tuning_seconds": round(sum(u["seconds"] for u in usages), 2),
              "tuning_flops": sum(u["flops"] for u in usages),
-             "tuning_objective": objective}
+             "tuning_objective": objective,
+             "tuning_bracket": bracket(trials, limit)}
     if forgetting:
         usage.update(tuning_base_general_ppl=base_ppl, tuning_general_ppl_ceiling=ceiling)
     return model, usage, trials

@@ -16,6 +16,7 @@ from conftest import REPO, TINY_WORLD
 
 from harness import store
 from harness.cli import main
+from harness.tuning import bracket
 
 MATRIX = """
 name: runner
@@ -131,14 +132,14 @@ def test_lr_trials_share_one_budget_and_the_best_trial_is_evaluated(tmp_path, ti
     for label in ("full", "lora r=4"):
         r = results[label]
         trials = r["lr_trials"]
-        assert [t["multiplier"] for t in trials] == [0.1, 1.0, 10.0]
+        assert [t["multiplier"] for t in trials][:3] == [0.1, 1.0, 10.0]
         assert all(t["tokens"] == 400 for t in trials)
         chosen = [t for t in trials if t["chosen"]]
         assert len(chosen) == 1 and chosen[0]["tuning_loss"] == min(t["tuning_loss"] for t in trials)  # argmin
-        assert r["usage"]["tuning_tokens"] == 1200 and r["usage"]["tokens"] == 400
+        assert r["usage"]["tuning_tokens"] == 400 * len(trials) and r["usage"]["tokens"] == 400
+        assert r["usage"]["tuning_bracket"] == bracket(trials, 2)
         assert r["cell"]["train"]["learning_rate"] * chosen[0]["multiplier"] == pytest.approx(
             chosen[0]["learning_rate"])
-    assert results["full"]["usage"]["tuning_tokens"] == results["lora r=4"]["usage"]["tuning_tokens"]
     assert r["usage"]["tuning_objective"] == "loss"
     # the evaluated model is the chosen trial's: the same scores as a sweep of that multiplier alone
     runs = {}
@@ -262,3 +263,27 @@ def test_bf16_autocast_on_cpu_keeps_the_exact_budget(tiny_model_dir):
     usage = train(model, tok, examples, TrainSpec(batch_size=4, learning_rate=1e-3, bf16=True), {"tokens": 900}, 0)
     assert usage["tokens"] == 900 and math.isfinite(usage["loss_last"])
     assert usage["loss_last"] < usage["loss_first"]
+
+
+def _trial(mult: float, loss: float | None, chosen: bool = False, extension: bool = False) -> dict:
+    return {"multiplier": mult, "tuning_loss": loss, "chosen": chosen, "extension": extension}
+
+
+def test_the_search_extends_past_an_edge_until_the_best_is_bracketed():
+    from harness.tuning import next_multiplier
+
+    grid = [_trial(0.3, 0.9), _trial(1.0, 0.5), _trial(3.0, 0.2)]
+    assert next_multiplier(grid, 2) == pytest.approx(9.0)  # best at the top: one step of x3 further
+    assert next_multiplier([_trial(0.3, 0.1), *grid[1:]], 0) == pytest.approx(0.09)  # at the bottom: x0.3
+    assert next_multiplier(grid, 1) is None and next_multiplier(grid, None) is None
+    assert next_multiplier(grid[:1], 0) is None  # one point has no step
+    worse = [*grid, _trial(9.0, 0.4, extension=True)]  # the extension scored worse: 3.0 is now interior
+    assert next_multiplier(worse, 2) is None
+    diverged = [*grid, _trial(9.0, None, extension=True)]  # a diverged extension brackets it as well
+    assert next_multiplier(diverged, 2) is None
+    chosen = [dict(t, chosen=t["multiplier"] == 3.0) for t in worse]
+    assert bracket(chosen, 2) == "extended"
+    assert bracket([dict(t, chosen=t["multiplier"] == 1.0) for t in grid], 2) == "interior"
+    still = [*grid, _trial(9.0, 0.1, extension=True), _trial(27.0, 0.05, True, extension=True)]
+    assert bracket(still, 2) == "edge"  # the limit reached with the best still at the end
+    assert bracket([_trial(1.0, 0.3, True)], 2) is None

@@ -88,7 +88,7 @@ def test_phase_limits_follow_max_seconds_and_the_lr_trials():
                                       "tuning": {"lr_multipliers": [0.5, 1, 2]}, "strategies": ["full"]})
     base, full = expand(spec, REPO)
     assert phase_limit(base, "evaluate") == phase_limit(full, "prepare") == 20 * 1.5 + 10
-    assert phase_limit(full, "train") == 3 * 20 * 1.5 + 10  # each trial may use the whole cap
+    assert phase_limit(full, "train") == (3 + 2) * 20 * 1.5 + 10  # each trial, 2 extensions too, may use the cap
     assert phase_limit(full, "start") == 300  # imports are not the cell's work
     free = spec.model_copy(update={"budget": spec.budget.model_copy(update={"max_seconds": None})})
     assert phase_limit(expand(free, REPO)[1], "prepare") is None

@@ -179,6 +179,7 @@ def row(group: list[dict]) -> dict:
         "learning_rate": rates.trained_rate(first), "lr_text": rates.rate_text(group),
         "lr_centre": (first["cell"].get("train") or {}).get("learning_rate"),
         "lr_trials": first.get("lr_trials") or [],
+        "bracket": [b for b in map(rates.bracket, group) if b],  # per seed: interior, extended or edge
         "trainable_params": first.get("trainable_params"), "total_params": first.get("total_params"),
         "artifact_bytes": first.get("artifact_bytes"), "usage": _usage(measured), "metrics": _metrics(measured),
         "high_load": any(high_load(r) for r in measured), "timing": _timing(measured),

@@ -16,7 +16,7 @@ import pandas as pd
 
 from harness import env as env_info
 from harness.evals.stats import METHODS
-from harness.report import efficiency, plots, tradeoff
+from harness.report import efficiency, plots, rates, tradeoff
 from harness.report.frame import BASE, LOAD_SLACK, current_set, high_load, load_items, load_results, summarize
 from harness.report.headline import headline
 from harness.report.table import (
@@ -90,7 +90,7 @@ def main_table(rows: list[dict], names: list[str]) -> pd.DataFrame:
         rec = {"cell": _esc(r["label"]), "status": _status(r)}
         if multi_seed:
             rec["seeds"] = len(r["seeds"])
-        rec["lr"] = r["lr_text"]
+        rec["lr"] = r["lr_text"].replace(", edge", ", **edge**")
         rec["trainable params"] = format_number(r["trainable_params"])
         rec["artifact"] = _size(r.get("artifact_bytes"))
         rec.update({head: _cost(r, key, fmt) for key, head, fmt in cost_columns(rows)})
@@ -218,10 +218,24 @@ def header(results: list[dict], results_dir: Path, title: str, left_out: list[di
                          f"`{str(reused.get('key'))[:12]}`): "
                          f"`{r['cell'].get('model', {}).get('id', '?')}` was not evaluated again "
                          "(`harness run --no-base-cache` re-evaluates it)")
+    if search := lr_search_line(results):
+        lines.append(search)
     if hygiene := data_hygiene(results_dir):
         lines.append(f"- **Data hygiene:** {hygiene}")
     lines += [f"- **Warning:** {_esc(w)}" for w in preflight_warnings(results_dir)]
     return lines
+
+
+def lr_search_line(results: list[dict]) -> str | None:
+    """How each cell's learning-rate search ended: the counts of interior, extended and edge cells."""
+    ends = Counter(b for b in map(rates.bracket, results) if b)
+    if not ends:
+        return None
+    limit = ", ".join(sorted({str(rates.max_extensions(r)) for r in results if rates.bracket(r)}))
+    counts = ", ".join(f"{ends[k]} {k}" for k in ("interior", "extended", "edge") if ends[k])
+    return (f"- **Learning-rate search:** {counts} (interior: the grid bracketed the chosen rate; extended: it did "
+            f"after extra trials past its end; **edge**: still at an end after tuning.max_extensions = {limit}, so "
+            "the cell's best rate may lie further out). Extra trials add to that cell's tuning tokens")
 
 
 def lr_section(rows: list[dict]) -> list[str]:
@@ -237,7 +251,10 @@ def lr_section(rows: list[dict]) -> list[str]:
         trials = ", ".join(f"**{s}**" if t.get("chosen") else s for s, t in zip(shown, r["lr_trials"]))
         recs.append({"cell": _esc(r["label"]), "learning rate → tuning-split loss (chosen in bold)": trials,
                      "objective": r["lr_trials"][0].get("objective", "loss").replace("_", " "),
-                     "tuning tokens": format_number(r["usage"].get("tuning_tokens"))})
+                     "tuning tokens": format_number(r["usage"].get("tuning_tokens")),
+                     "tuning s": format_number(r["usage"].get("tuning_seconds"), "{:,.1f}"),
+                     "tuning FLOPs": format_number(r["usage"].get("tuning_flops"), "{:.2e}"),
+                     "search": ", ".join(dict.fromkeys(r["bracket"])) or "–"})
     return ["## Learning-rate search", "", pd.DataFrame(recs).to_markdown(index=False), ""]
 
 

@@ -30,6 +30,15 @@ def trained_rate(result: dict) -> float | None:
     return trial["learning_rate"] if trial else (result["cell"].get("train") or {}).get("learning_rate")
 
 
+def bracket(result: dict) -> str | None:
+    """How the search ended (harness.tuning.bracket, stored as usage.tuning_bracket): interior, extended or edge."""
+    return (result.get("usage") or {}).get("tuning_bracket")
+
+
+def max_extensions(result: dict) -> int | None:
+    return (result["cell"].get("tuning") or {}).get("max_extensions")
+
+
 def _rates(results: list[dict]) -> list[float]:
     return list(dict.fromkeys(r for r in map(trained_rate, results) if r is not None))
 
@@ -52,8 +61,10 @@ def rate_text(results: list[dict]) -> str:
     mults = list(dict.fromkeys(_g(t["multiplier"]) for t in chosen if t.get("multiplier") is not None))
     how = f"x{'/'.join(mults)} of {_g(centre)}; " if mults and centre else ""
     per_seed = len(_rates(results)) > 1
+    ends = list(dict.fromkeys(b for b in map(bracket, results) if b in ("extended", "edge")))
+    marks = "".join(f", {b}" + (f" after {max_extensions(first)} extensions" if b == "edge" else "") for b in ends)
     return (f"{'/'.join(map(_g, _rates(results)))} ({how}best {objective} of {len(trials)}"
-            + (", per seed" if per_seed else "") + ")")
+            + (", per seed" if per_seed else "") + marks + ")")
 
 
 def label(results: list[dict]) -> str:

@@ -32,7 +32,9 @@ SAFETY = "refusal_harmful"
 
 
 def _cells(rows: list[dict]) -> str:
-    return ", ".join(f"`{r['label']}`" for r in rows)
+    """Cell labels; a cell whose rate search ended at an edge of its grid says so (its optimum may lie beyond)."""
+    return ", ".join(f"`{r['label']}`" + (" (**edge** of its learning-rate search)" if "edge" in r.get("bracket", [])
+                                         else "") for r in rows)
 
 
 def _value(row: dict, name: str) -> str:
