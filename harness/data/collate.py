@@ -21,7 +21,10 @@ def budgeted(examples: list[dict[str, list[int]]], tokens: int, seed: int) -> li
     """Examples in a seed-fixed order (reshuffled each pass) holding exactly `tokens` tokens in all.
 
     The last example is cut short so the total is exact; the runner trains one pass over
-    the result, so every strategy consumes the same tokens in the same order.
+    the result, so every strategy consumes the same tokens in the same order. A cut that would
+    keep only prompt tokens (labels all IGNORE, as with answer-only loss and a long prompt) keeps
+    the example's last tokens instead, which end in its answer: a step made of such a piece alone
+    would have no supervised token, a 0/0 loss that the divergence check would take for NaN.
     """
     if not examples:
         raise ValueError("no training examples")
@@ -33,11 +36,18 @@ def budgeted(examples: list[dict[str, list[int]]], tokens: int, seed: int) -> li
         for i in order:
             ex = examples[i]
             take = min(len(ex["input_ids"]), tokens - total)
-            out.append({k: v[:take] for k, v in ex.items()})
+            piece = {k: v[:take] for k, v in ex.items()}
+            if _unsupervised(piece) and not _unsupervised(ex):
+                piece = {k: v[len(v) - take:] for k, v in ex.items()}
+            out.append(piece)
             total += take
             if total == tokens:
                 break
     return out
+
+
+def _unsupervised(ex: dict[str, list[int]]) -> bool:
+    return "labels" in ex and all(label == IGNORE for label in ex["labels"])
 
 
 def collator(tok, packing: bool, model=None):
