@@ -188,6 +188,7 @@ def power_lines(spec: MatrixSpec, root: Path, cells: list[Cell]) -> list[str]:
                 more = needed(target, sd, h.items, var, seeds, prior_df)
                 ways = ([f"{more['items']:,} {h.unit} (seeds kept)"] if more["items"] else []) + (
                     [f"{more['seeds']} seeds ({h.unit} kept)"] if more["seeds"] else [])
-                text = "needs " + (" or ".join(ways) or "more than 1,000,000 items, and seeds alone do not reach it")
+                text = ("needs " + " or ".join(ways) if ways
+                        else "neither more items (seeds kept) nor more seeds (items kept) alone reach it")
             lines.append(f"  {'':<11} target effect {target:g}: {text}")
     return lines

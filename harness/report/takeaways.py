@@ -42,7 +42,7 @@ SAFETY = "refusal_harmful"
 FDR = 0.05
 
 
-class Tests:
+class Comparisons:
     """The takeaways' comparisons: `add` each first, then `correct` once (Benjamini-Hochberg over all of them);
     `significant(a, b, name)` then answers by the adjusted p."""
 
@@ -129,21 +129,21 @@ def _others(rows: list[dict], name: str) -> tuple[list[dict], list[dict]]:
             [r for r in rows if id(r) in ranks and ranks[id(r)] > 1])
 
 
-def best_of(rows: list[dict], name: str, items, tests: Tests | None = None) -> tuple[list[dict], list[dict]]:
+def best_of(rows: list[dict], name: str, items, tests: Comparisons | None = None) -> tuple[list[dict], list[dict]]:
     """(the best rows, tied as printed; the other rows not significantly different from the first best)."""
-    tests = tests or Tests(items)
+    tests = tests or Comparisons(items)
     best, below = _others(rows, name)
     return best, [r for r in below if not tests.significant(best[0], r, name)]
 
 
-def _detectable(tests: Tests, best: dict, peers: list[dict], name: str) -> str:
+def _detectable(tests: Comparisons, best: dict, peers: list[dict], name: str) -> str:
     """The largest difference any of these comparisons could have missed: what "indistinguishable" means here."""
     found = [tests.detectable(best, r, name) for r in peers]
     size, how = max(found, key=lambda f: f[0])
     return f"(a difference of {_shown(size, name)} would be detected at 80% power; {how})"
 
 
-def _answer(question: str, rows: list[dict], name: str, tests: Tests, among: str) -> str:
+def _answer(question: str, rows: list[dict], name: str, tests: Comparisons, among: str) -> str:
     head = f"**{question}** ({describe(name).label} {'↑' if describe(name).higher_is_better else '↓'}, {among})"
     if why := uninformative(rows, name):
         return f"- {head}: no best, {why}."
@@ -156,7 +156,7 @@ def _answer(question: str, rows: list[dict], name: str, tests: Tests, among: str
     return text + "."
 
 
-def _task(rows: list[dict], quality: str, tests: Tests) -> list[str]:
+def _task(rows: list[dict], quality: str, tests: Comparisons) -> list[str]:
     line = _answer("Task quality", rows, quality, tests, "all cells")
     best = [] if uninformative(rows, quality) else _others(rows, quality)[0]
     if best and all(r["strategy"] == BASE for r in best):
@@ -169,7 +169,7 @@ def _forgetting_metric(trained: list[dict], names: list[str]) -> str | None:
     return "ppl_general" if "ppl_general" in general else next(iter(general), None)
 
 
-def _forgetting(trained: list[dict], names: list[str], tests: Tests, bases: dict) -> list[str]:
+def _forgetting(trained: list[dict], names: list[str], tests: Comparisons, bases: dict) -> list[str]:
     name = _forgetting_metric(trained, names)
     if name is None or not trained:
         return []
@@ -182,20 +182,20 @@ def _forgetting(trained: list[dict], names: list[str], tests: Tests, bases: dict
     return [line]
 
 
-def _safety(trained: list[dict], tests: Tests) -> list[str]:
+def _safety(trained: list[dict], tests: Comparisons) -> list[str]:
     if not any(SAFETY in r["metrics"] for r in trained):
         return []
     return [_answer("Safety", [r for r in trained if SAFETY in r["metrics"]], SAFETY, tests,
                     "trained cells, refusal of harmful prompts")]
 
 
-def _beats_base(r: dict, name: str, tests: Tests, bases: dict) -> bool:
+def _beats_base(r: dict, name: str, tests: Comparisons, bases: dict) -> bool:
     base = bases.get(r["model"])
     return (r["strategy"] != BASE and base is not None and name in r["vs_base"] and tests.significant(base, r, name)
             and (tests.delta(base, r, name) > 0) == describe(name).higher_is_better)
 
 
-def _cost(rows: list[dict], quality: str, tests: Tests, bases: dict) -> list[str]:
+def _cost(rows: list[dict], quality: str, tests: Comparisons, bases: dict) -> list[str]:
     """The cheapest of the trained cells that share the best task quality (tied or indistinguishable)."""
     if uninformative(rows, quality):
         return []
@@ -214,7 +214,7 @@ def _cost(rows: list[dict], quality: str, tests: Tests, bases: dict) -> list[str
     return [f"- **Cost** (of the {len(pool)} trained cell(s) at the best task quality): " + "; ".join(picks) + "."]
 
 
-def _regressions(trained: list[dict], names: list[str], tests: Tests, bases: dict) -> list[str]:
+def _regressions(trained: list[dict], names: list[str], tests: Comparisons, bases: dict) -> list[str]:
     side = [n for n in names if is_side_effect(n)]
     found = []
     for r in trained:
@@ -236,7 +236,7 @@ def _regressions(trained: list[dict], names: list[str], tests: Tests, bases: dic
             "paired difference is shown):", *found]
 
 
-def _cannot_tell(rows: list[dict], names: list[str], tests: Tests) -> list[str]:
+def _cannot_tell(rows: list[dict], names: list[str], tests: Comparisons) -> list[str]:
     flat = [f"{describe(n).label} ({why})" for n in names if (why := uninformative(rows, n))]
     noisy = []
     for n in names:
@@ -254,7 +254,7 @@ def _cannot_tell(rows: list[dict], names: list[str], tests: Tests) -> list[str]:
     return lines
 
 
-def declare(ok: list[dict], names: list[str], quality: str, tests: Tests) -> Tests:
+def declare(ok: list[dict], names: list[str], quality: str, tests: Comparisons) -> Comparisons:
     """Every comparison the takeaways may state, added before the correction: per question the best against each
     cell ranked below it, and every trained cell against its base on the task and each side-effect metric."""
     trained = [r for r in ok if r["strategy"] != BASE]
@@ -287,7 +287,7 @@ def takeaways(rows: list[dict], results_dir: Path, priors: prior.Priors | None =
     quality = primary_metric(names)
     if len(ok) < 2 or quality is None:
         return ["- Fewer than two finished cells with a task metric: nothing to compare yet."]
-    tests = declare(ok, names, quality, Tests(load_row_items(ok, results_dir), priors))
+    tests = declare(ok, names, quality, Comparisons(load_row_items(ok, results_dir), priors))
     bases = {r["model"]: r for r in ok if r["strategy"] == BASE}
     trained = [r for r in ok if r["strategy"] != BASE]
     lines = _task(ok, quality, tests) + _forgetting(trained, names, tests, bases) + _safety(trained, tests)
