@@ -5,7 +5,8 @@ Exit codes: 0 done, 2 bad input (the message names the file and key), 1 anything
     harness run --matrix matrices/smoke.yaml
     harness validate matrices/smoke.yaml
     harness leaderboard results/smoke
-    harness compare results/qwen2.5 results/qwen3 --tolerance 0.01
+    harness compare results/qwen2.5 results/qwen3 --tolerance 0.01 --noise results/smoke-noise
+    harness noise results/smoke-noise
     harness zoo fetch smollm2-135m-instruct
     harness zoo build tiny-world
 """
@@ -60,6 +61,19 @@ def _preflight(path: Path, skip_bad_rows: bool = False):
     return spec, warnings
 
 
+def noise_from(spec, path: Path) -> Path | None:
+    """The matrix's eval.noise_from, relative to the matrix file; ConfigError (exit 2) when it holds no noise.json."""
+    from harness.report.prior import NOISE_FILE
+
+    if not spec.eval.noise_from:
+        return None
+    where = path.resolve().parent / spec.eval.noise_from
+    if not (where / NOISE_FILE if where.is_dir() else where).is_file():
+        raise ConfigError(f"{path}: eval.noise_from: {where} holds no {NOISE_FILE} (`harness noise RESULTS_DIR` "
+                          "writes one from a run with at least 3 seeds)")
+    return where
+
+
 def cmd_run(args) -> int:
     from harness import preflight
     from harness.report.leaderboard import write_leaderboard
@@ -67,6 +81,7 @@ def cmd_run(args) -> int:
 
     path = resolve_matrix_path(args.matrix)
     spec, warnings = _preflight(path, args.skip_bad_rows)
+    noise = noise_from(spec, path)
     if args.dry_run:
         from harness.plan import render_plan
 
@@ -84,7 +99,7 @@ def cmd_run(args) -> int:
         print(f"harness: {e}", file=sys.stderr)
         return 2
     preflight.save(out, spec.name, warnings)
-    board = write_leaderboard(out, spec.name)
+    board = write_leaderboard(out, spec.name, noise=noise)
     bad = [r for r in results if r["status"] == "failed"]
     print(f"leaderboard: {board}" + (f"  ({len(bad)} cell(s) failed; see the notes under the table)" if bad else ""))
     return 1 if bad else 0
@@ -94,10 +109,15 @@ def cmd_validate(args) -> int:
     from harness.matrix import expand
 
     path = resolve_matrix_path(args.matrix)
-    cells = expand(_preflight(path)[0], path.resolve().parent)
+    spec = _preflight(path)[0]
+    noise_from(spec, path)
+    cells = expand(spec, path.resolve().parent)
     print(f"{path}: valid, {len(cells)} cells")
     for c in cells:
         print(f"  {c.id}  {c.model.id}  {c.label}")
+    from harness.power import power_lines
+
+    print("\n".join(power_lines(spec, path.resolve().parent, cells)))
     return 0
 
 
@@ -122,7 +142,8 @@ def cmd_leaderboard(args) -> int:
     from harness.report.leaderboard import write_leaderboard
 
     try:
-        print(write_leaderboard(Path(args.results), plot=not args.no_plots))
+        print(write_leaderboard(Path(args.results), plot=not args.no_plots,
+                                noise=Path(args.noise) if args.noise else None))
     except ResultsError as e:
         print(f"harness: {e}", file=sys.stderr)
         return 2
@@ -142,7 +163,8 @@ def cmd_compare(args) -> int:
 
     try:
         default, per_metric = parse_tolerances(args.tolerance)
-        report = compare(Path(args.baseline), Path(args.candidate), default, args.relative, args.metrics, per_metric)
+        report = compare(Path(args.baseline), Path(args.candidate), default, args.relative, args.metrics, per_metric,
+                         noise=Path(args.noise) if args.noise else None)
     except ResultsError as e:
         print(f"harness: {e}", file=sys.stderr)
         return 2
@@ -153,6 +175,19 @@ def cmd_compare(args) -> int:
         Path(args.html).write_text(compare_page(report), encoding="utf-8")
         print(f"report: {args.html}")
     return report.exit_code
+
+
+def cmd_noise(args) -> int:
+    from harness.report.frame import ResultsError
+    from harness.report.prior import write_noise
+
+    try:
+        out = write_noise(Path(args.results))
+    except ResultsError as e:
+        print(f"harness: {e}", file=sys.stderr)
+        return 2
+    print(out)
+    return 0
 
 
 def cmd_zoo_fetch(args) -> int:
@@ -221,6 +256,8 @@ def parser() -> argparse.ArgumentParser:
                         "summary.csv/.json, plots")
     lb.add_argument("results")
     lb.add_argument("--no-plots", action="store_true", help="tables only")
+    lb.add_argument("--noise", metavar="PATH", help="noise prior for the takeaways' tests (a noise.json or its "
+                    "folder; default: RESULTS/noise.json where there is one)")
     lb.set_defaults(func=cmd_leaderboard)
     cmp = sub.add_parser("compare", help="regression gate: exit 1 when CANDIDATE is worse than BASELINE beyond "
                          "tolerance and noise, 0 otherwise, 2 on unusable input")
@@ -230,9 +267,17 @@ def parser() -> argparse.ArgumentParser:
                      help="allowed worsening in metric units (default 0: any change beyond noise and beyond float "
                           "rounding, 1e-9 relative + 1e-12); repeatable, METRIC=X sets one metric")
     cmp.add_argument("--relative", action="store_true", help="tolerances are fractions of the baseline value")
-    cmp.add_argument("--metrics", nargs="+", help="gate only these metrics (default: every metric both sides have)")
+    cmp.add_argument("--metrics", nargs="+", metavar="METRIC[,METRIC]",
+                     help="the family of headline metrics gated, Holm-corrected together (default: each suite's "
+                          "primary metric); every other metric is reported, not gated")
+    cmp.add_argument("--noise", metavar="PATH", help="training-noise prior: a noise.json (`harness noise`) or the "
+                     "folder holding it; moderates each configuration's seed variance")
     cmp.add_argument("--html", metavar="OUT.html", help="also write the verdict as a self-contained HTML page")
     cmp.set_defaults(func=cmd_compare)
+    nz = sub.add_parser("noise", help="measure a multi-seed results folder's training noise (the variance over "
+                        "seeds per configuration and metric) into RESULTS/noise.json, a prior for compare")
+    nz.add_argument("results", help="results folder of one matrix run with at least 3 seeds per configuration")
+    nz.set_defaults(func=cmd_noise)
     zoo = sub.add_parser("zoo", help="named base models: shipped (tiny-world) or fetched once into $HARNESS_HOME"
                          ).add_subparsers(dest="zoo_command", required=True)
     zl = zoo.add_parser("list", help="the zoo's models and whether each is ready here")

@@ -206,6 +206,12 @@ class EvalSpec(_Spec):
     inference: bool = True  # time prompt throughput and per-token latency after the suites (evals.inference)
     # reuse a base model's evaluation from harness.basecache; excluded from the dump: it changes no number
     base_cache: bool = Field(default=True, exclude=True)
+    # the training-noise prior (a noise.json from `harness noise`, or its folder; relative to the matrix file) for
+    # the leaderboard's takeaways and the dry-run's power lines; excluded from the dump: cell ids do not change
+    noise_from: str | None = Field(default=None, exclude=True)
+    # the smallest difference worth detecting, in each headline metric's own units: the dry-run says how many items
+    # or seeds detect it at 80% power; excluded from the dump
+    target_effect: PositiveFloat | None = Field(default=None, exclude=True)
 
     @field_validator("checkpoints")
     @classmethod

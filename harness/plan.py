@@ -1,4 +1,5 @@
-"""The plan of a matrix, printed by `harness run --dry-run`: cells, budget, seeds, LR trials, estimated memory.
+"""The plan of a matrix, printed by `harness run --dry-run`: cells, budget, seeds, LR trials, estimated memory, and
+the difference each suite's headline metric can detect (harness.power).
 
 The memory estimate (harness.memory) uses the longest training example as the padded
 length, since the batch holding it sets the peak; when the data or tokenizer cannot be
@@ -67,4 +68,7 @@ def render_plan(spec: MatrixSpec, root: Path) -> str:
     lines.append(f"\npeak memory = weights + gradients + AdamW states + activations at batch {spec.train.batch_size}"
                  f" x the longest training example ({lengths}); measured above the pre-load baseline "
                  "(CPU: RssAnon, CUDA: max_memory_allocated)")
+    from harness.power import power_lines  # the detectable difference of each suite's headline metric
+
+    lines += ["", *power_lines(spec, root, cells)]
     return "\n".join(lines)

@@ -188,7 +188,7 @@ def test_a_candidate_without_a_usable_result_fails_closed_with_exit_1(baseline, 
     expected = {"missing_cell": ["(cell)", "ok", "missing"], "missing_metric": [*em, "missing"],
                 "nan_metric": [*em, "nan"], "null_metric": [*em, "None"]}
     assert row[1:4] == expected[case] and row[-1] == "regressed", row
-    assert out.rstrip().endswith("**gate: FAIL (exit 1): 1 regression(s)**")
+    assert out.rstrip().splitlines()[-1].startswith("**gate: FAIL (exit 1): 1 regression(s)**: Holm over ")
 
 
 @pytest.mark.parametrize("case", ["baseline_nan", "baseline_null", "baseline_without_metrics"])
@@ -222,4 +222,7 @@ def test_a_pass_says_so(baseline, tmp_path, capsys):
     cand = tmp_path / "cand"
     _matrix(cand, "m2", binary(0.8, N, 1))
     assert main(["compare", str(baseline), str(cand)]) == 0
-    assert capsys.readouterr().out.rstrip().endswith("**gate: pass (exit 0)**")
+    verdict = capsys.readouterr().out.rstrip().splitlines()[-1]
+    assert verdict == ("**gate: pass (exit 0)**: Holm over 4 headline comparison(s) (family: task_exact_match, "
+                       "ppl_general); seeds 0 vs 0; training noise: not measured (one seed per side, "
+                       "no prior: the intervals cover new items, not a new training run)")

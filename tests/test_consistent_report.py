@@ -103,7 +103,8 @@ def test_takeaways_name_the_best_cell_its_ties_and_its_indistinguishable_peers(t
     save_cell(d, "lora r=16", "lora", {"task_exact_match": close}, params={"r": 16}, trainable=16384)
     save_cell(d, "prefix", "prefix", {"task_exact_match": binary(0.3, N, 5)}, trainable=2048)
     take = _section(write_leaderboard(d, plot=False).read_text("utf-8"), "Takeaways")
-    assert "best `lora r=4` at 0.8" in take and "indistinguishable from it: `lora r=16`." in take
+    assert "best `lora r=4` at 0.8" in take and "indistinguishable from it: `lora r=16` (a difference of 0.0" in take
+    assert "would be detected at 80% power; 200 items, training noise not measured)." in take
 
 
 def test_all_zero_cells_get_no_best(tmp_path):

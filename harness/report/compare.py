@@ -1,20 +1,31 @@
-"""The regression gate: a candidate results folder against a baseline, cell by cell, metric by metric.
+"""The regression gate: a candidate results folder against a baseline, configuration by configuration.
 
-Cells pair by strategy, parameters, training config and seed, ignoring the model id (the point
-is swapping the base model). Each metric's difference (candidate minus baseline) gets a 95%
-interval by deltas.difference: a paired bootstrap over the items both sides scored (joined on
-item ids; corpus metrics re-scored as corpora), else the two intervals combined (said in the
-table). Items that only one side scored are counted in a warning; no shared item at all stops
-the gate (exit 2): the two folders did not measure the same thing. A metric regressed when it is
-worse than the tolerance (in the metric's own units; with `relative`, a fraction of the baseline value)
-and its interval excludes zero; a difference within float noise (REL_NOISE, ABS_NOISE) never is.
-The gate fails closed: a cell that finished on the baseline and is missing or not ok on the
-candidate, a baseline metric the candidate lacks, and a candidate metric that is null, NaN or has a
-non-finite interval are regressions (exit 1); a baseline that cannot serve as the reference (an ok
-cell without metrics, a null or NaN value) and a non-finite tolerance are input errors
-(ResultsError, exit 2). The report's last line says which verdict.
+Cells pair by CONFIGURATION: strategy, parameters and training config, not the seed, ignoring the model id
+(the point is swapping the base model); each side contributes every seed it ran. Each metric's difference
+(candidate minus baseline: the difference of the two means over seeds; perplexity: the log ratio of geometric
+means, shown in perplexity units as G_a·(e^x − 1) of the baseline's geometric mean G_a) gets a 95% interval
+Δ ± t·SE (prior.seed_aware) whose SE adds
+- the item term: a paired bootstrap over the items both sides scored, of seed-averaged per-item scores
+  (deltas.difference: joined on item ids; corpus metrics re-scored as corpora), else the two intervals
+  combined (said in the table); df = paired items (or groups) − 1;
+- each trained side's seed term: noise.seed_term of its per-seed values, moderated with the noise prior of
+  its configuration and metric (`--noise`, a noise.json from `harness noise`); base cells have none.
+With one seed per side and no prior the interval is the item bootstrap's alone, and the row and the verdict
+say training noise is not measured: such an interval covers new items, not a new training run.
 
-    report = compare(Path("results/qwen2.5"), Path("results/qwen3"), tolerance=0.01)
+The gate is calibrated over a pre-declared family of headline metrics (`--metrics`, else each suite's primary
+metric: family()). A family metric regressed when it is worse than the tolerance (in the metric's own units;
+with `relative`, a fraction of the baseline value), its interval excludes zero and its Holm-adjusted p (Holm
+over every configuration x family metric compared) is below ALPHA; a difference within float noise (REL_NOISE,
+ABS_NOISE) never is. Other metrics are reported with their intervals and marked not gated. Items that only one
+side scored are counted in a warning; no shared item at all stops the gate (exit 2): the two folders did not
+measure the same thing. The gate fails closed: a configuration that finished on the baseline and is missing,
+not ok or short of seeds on the candidate, a baseline metric the candidate lacks, and a candidate metric that
+is null, NaN or has a non-finite interval are regressions (exit 1); a baseline that cannot serve as the
+reference (an ok cell without metrics, a null or NaN value) and a non-finite tolerance are input errors
+(ResultsError, exit 2). The report's last line says which verdict, the correction, the family and the seeds.
+
+    report = compare(Path("results/qwen2.5"), Path("results/qwen3"), tolerance=0.01, noise=Path("results/x"))
     print(report.markdown()); sys.exit(report.exit_code)    # 1 when anything regressed
 """
 
@@ -29,32 +40,73 @@ import pandas as pd
 
 from harness import store
 from harness.evals.items import PairingError
-from harness.report import deltas, rates
+from harness.matrix import BASE
+from harness.report import deltas, prior, rates
 from harness.report.frame import ResultsError, current_set, load_items, load_results
-from harness.suites import describe
+from harness.report.noise import holm
+from harness.suites import describe, suite_of
 
-ORDER = ("regressed", "improved", "worse, within tolerance", "indistinguishable")
+ORDER = ("regressed", "improved", "worse, within tolerance", "worse, not gated", "indistinguishable")
+ALPHA = 0.05
 
 
 def pair_key(result: dict) -> str:
+    """What a cell is a seed of: strategy, parameters and training config (never the seed, never the model)."""
     cell = result["cell"]
-    return json.dumps({k: cell.get(k) for k in ("strategy", "params", "train", "seed")}, sort_keys=True)
+    return json.dumps({k: cell.get(k) for k in ("strategy", "params", "train")}, sort_keys=True)
 
 
-def _by_key(results: list[dict], where: Path) -> dict[str, dict]:
-    out: dict[str, dict] = {}
+def _by_key(results: list[dict], where: Path) -> dict[str, list[dict]]:
+    """Per configuration, its cells (one per seed), by seed."""
+    out: dict[str, list[dict]] = {}
     for r in results:
-        key = pair_key(r)
-        if key in out:
-            raise ResultsError(f"{where}: cells {out[key]['id']} and {r['id']} have the same strategy, parameters, "
+        group = out.setdefault(pair_key(r), [])
+        if twin := next((o for o in group if o["cell"].get("seed") == r["cell"].get("seed")), None):
+            raise ResultsError(f"{where}: cells {twin['id']} and {r['id']} have the same strategy, parameters, "
                                "training config and seed (two models in one folder?); compare needs one per folder")
-        out[key] = r
+        group.append(r)
+    return {k: sorted(g, key=lambda r: r["cell"].get("seed") or 0) for k, g in out.items()}
+
+
+def family(results: list[dict]) -> list[str]:
+    """The default headline metrics: each suite's primary metric among those measured. task: task_exact_match,
+    else the first task metric; perplexity: ppl_general (else the first); safety: refusal_harmful (else the
+    first); benchmarks: the first metric of each benchmark task."""
+    names = list(dict.fromkeys(n for r in results for n in (r.get("metrics") or {})))
+    by_suite: dict[str, list[str]] = {}
+    for n in names:
+        by_suite.setdefault(suite_of(n), []).append(n)
+    out = []
+    for suite, preferred in (("task", "task_exact_match"), ("perplexity", "ppl_general"),
+                             ("safety", "refusal_harmful")):
+        have = by_suite.get(suite) or []
+        if have:
+            out.append(preferred if preferred in have else have[0])
+    bench = by_suite.get("benchmarks") or []
+    tasks = list(dict.fromkeys(t.get("name") or t.get("task") for r in results
+                               for t in (((r["cell"].get("eval") or {}).get("benchmarks") or {}).get("tasks") or [])
+                               if isinstance(t, dict)))
+    for task in sorted(tasks, key=len, reverse=True):  # longest prefix first: mmlu_cloze before mmlu
+        if first := next((n for n in bench if n.startswith(f"{task}_") and n not in out), None):
+            out.append(first)
+            bench = [n for n in bench if not n.startswith(f"{task}_")]
+    if bench and not tasks:  # results without their task list: the first benchmark metric
+        out.append(bench[0])
     return out
 
 
-def _metric(m: dict) -> dict:
-    return {"value": m["value"], "lo": m.get("ci_low", m["value"]), "hi": m.get("ci_high", m["value"]),
-            "n": m.get("n")}
+def _metric(ms: list[dict]) -> dict:
+    """A side's stored metric over its seeds: mean value and mean interval bounds (for an unpaired difference)."""
+    return {"value": float(sum(m["value"] for m in ms) / len(ms)),
+            "lo": float(sum(m.get("ci_low", m["value"]) for m in ms) / len(ms)),
+            "hi": float(sum(m.get("ci_high", m["value"]) for m in ms) / len(ms)), "n": ms[0].get("n")}
+
+
+def _seeds(groups: list[list[dict]]) -> str:
+    """The seeds of the trained cells compared, e.g. `0,1`."""
+    seeds = sorted({r["cell"].get("seed") for g in groups for r in g if r["cell"]["strategy"] != BASE},
+                   key=lambda s: (s is None, s))
+    return ",".join(str(s) for s in seeds) or "none (base only)"
 
 
 @dataclass
@@ -65,22 +117,37 @@ class Report:
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     pairs: dict[str, tuple[str, str]] = field(default_factory=dict)  # cell label -> (baseline id, candidate id)
+    family: list[str] = field(default_factory=list)  # the headline metrics gated
+    family_size: int = 0  # gated comparisons with a p-value: configurations x family metrics
+    seeds: tuple[str, str] = ("", "")  # trained seeds on each side, e.g. ("0,1", "2,3")
+    noise: str = ""  # what the intervals' training-noise term is
 
     @property
     def exit_code(self) -> int:
         return 1 if any(r["verdict"] == "regressed" for r in self.rows) else 0
 
+    def verdict(self) -> str:
+        n = sum(r["verdict"] == "regressed" for r in self.rows)
+        head = f"**gate: FAIL (exit 1): {n} regression(s)**" if self.exit_code else "**gate: pass (exit 0)**"
+        return (f"{head}: Holm over {self.family_size} headline comparison(s) (family: {', '.join(self.family)}); "
+                f"seeds {self.seeds[0]} vs {self.seeds[1]}; training noise: {self.noise}")
+
     def markdown(self) -> str:
         counts = {v: sum(r["verdict"] == v for r in self.rows) for v in ORDER}
+        shown = ", ".join(f"{n} {v}" for v, n in counts.items() if n or v != "worse, not gated")
         lines = [f"# Regression gate: `{self.candidate}` against `{self.baseline}`", "",
-                 ", ".join(f"{n} {v}" for v, n in counts.items()) + f" ({len(self.rows)} comparisons)", ""]
+                 shown + f" ({len(self.rows)} comparisons)", ""]
         if self.rows:
             df = pd.DataFrame(sorted(self.rows, key=lambda r: ORDER.index(r["verdict"])))
             lines += [df.to_markdown(index=False, disable_numparse=True), ""]
         lines += [f"- warning: {w}" for w in self.warnings] + [f"- note: {n}" for n in self.notes]
-        verdict = (f"**gate: FAIL (exit 1): {counts['regressed']} regression(s)**" if self.exit_code
-                   else "**gate: pass (exit 0)**")
-        return "\n".join(lines).rstrip() + "\n\n" + verdict + "\n"
+        lines.append(f"- method: Δ = candidate − baseline of the means over seeds (perplexity: the log ratio of "
+                     f"geometric means, shown as G_a·(e^x − 1) of the baseline's geometric mean); 95% interval "
+                     f"Δ ± t·SE with SE² = item term (paired bootstrap over seed-averaged items) + each trained "
+                     f"side's seed variance / its seeds (moderated with the prior where one is given), Satterthwaite "
+                     f"df, p from the same t; a family metric regresses when worse than its tolerance with a "
+                     f"Holm-adjusted p < {ALPHA:g}")
+        return "\n".join(lines).rstrip() + "\n\n" + self.verdict() + "\n"
 
 
 def _finite(x) -> bool:
@@ -90,7 +157,7 @@ def _finite(x) -> bool:
 def _failed_row(metric: str, baseline: str, candidate: str, why: str) -> dict:
     """A row the gate counts as a regression without a difference to compute."""
     return {"metric": metric, "baseline": baseline, "candidate": candidate, "Δ [95% CI]": why,
-            "items": "", "tolerance": "", "verdict": "regressed"}
+            "items": "", "training noise": "", "p (Holm)": "", "tolerance": "", "verdict": "regressed"}
 
 
 # Float noise: the same numbers summed in another order (a re-run, another BLAS or batch size) differ by ~1e-16
@@ -103,8 +170,10 @@ def _noise(a: float, b: float) -> float:
     return REL_NOISE * max(abs(a), abs(b)) + ABS_NOISE
 
 
-def _verdict(d: dict, worse_by: float, tol: float, noise: float = 0.0) -> str:
-    if not deltas.significant(d) or max(abs(d["lo"]), abs(d["hi"]), abs(d["delta"])) <= noise:
+def _verdict(d: dict, worse_by: float, tol: float, noise: float = 0.0, significant: bool | None = None) -> str:
+    """`significant`: the gate's test (Holm-adjusted p under ALPHA); None: the interval excludes zero."""
+    sig = deltas.significant(d) if significant is None else significant and deltas.significant(d)
+    if not sig or max(abs(d["lo"]), abs(d["hi"]), abs(d["delta"])) <= noise:
         return "indistinguishable"
     if worse_by > tol:
         return "regressed"
@@ -119,107 +188,182 @@ def _items(d: dict) -> str:
         " by position" if d["note"] and "by position" in d["note"] else "")
 
 
-def _compare_metric(name: str, a: dict, b: dict, a_items: dict, b_items: dict, tol: float
-                    ) -> tuple[dict, tuple | None, str | None]:
+def _compare_metric(name: str, a: list[dict], b: list[dict], a_items: list[dict], b_items: list[dict],
+                    priors: prior.Priors | None, key: str, trained: tuple[bool, bool]) -> dict:
+    """One configuration's metric over both sides' seeds: the difference, its interval and p (not yet a verdict).
+    `a`/`b`: the stored metric of each seed; `a_items`/`b_items`: each seed's items file."""
     m = describe(name)
-    d = deltas.difference(_metric(a), _metric(b), deltas.seed_scores([a_items], name),
-                          deltas.seed_scores([b_items], name))
+    sa, sb = deltas.seed_scores(a_items, name), deltas.seed_scores(b_items, name)
+    d = deltas.difference(_metric(a), _metric(b), sa, sb)
+    a_values, b_values = [x["value"] for x in a], [x["value"] for x in b]
+    shown_a, shown_b = prior.mean_value(name, a_values), prior.mean_value(name, b_values)
+    out = {"name": name, "d": d, "a": shown_a, "b": shown_b}
     if not all(_finite(d[k]) for k in ("delta", "lo", "hi")):  # a NaN interval would read as "indistinguishable"
-        return _failed_row(name, m.fmt.format(a["value"]), m.fmt.format(b["value"]),
-                           f"the difference or its interval is not finite ({d['delta']}, [{d['lo']}, {d['hi']}])"
-                           ), None
-    worse_by = -d["delta"] if m.higher_is_better else d["delta"]
+        out["failed"] = _failed_row(name, m.fmt.format(shown_a), m.fmt.format(shown_b),
+                                    f"the difference or its interval is not finite ({d['delta']}, "
+                                    f"[{d['lo']}, {d['hi']}])")
+        return out
+    pa = priors.get(key, name) if priors else None
+    iv = prior.seed_aware(name, a_values, b_values, d,
+                          prior.item_df(d, sa.groups if sa else None, sb.groups if sb else None,
+                                        min(x for x in (_metric(a)["n"], _metric(b)["n"]) if x) if
+                                        (_metric(a)["n"] or _metric(b)["n"]) else None),
+                          pa, pa, *trained)
+    if not all(_finite(iv[k]) for k in ("delta", "lo", "hi")):
+        out["failed"] = _failed_row(name, m.fmt.format(shown_a), m.fmt.format(shown_b),
+                                    f"the difference or its interval is not finite ({iv['delta']}, "
+                                    f"[{iv['lo']}, {iv['hi']}])")
+        return out
     signed = m.fmt.replace("{:", "{:+", 1)
-    row = {"metric": name, "baseline": m.fmt.format(a["value"]), "candidate": m.fmt.format(b["value"]),
-           "Δ [95% CI]": f"{signed.format(d['delta'])} [{signed.format(d['lo'])}, {signed.format(d['hi'])}]",
-           "items": _items(d), "tolerance": f"{tol:g}",
-           "verdict": _verdict(d, worse_by, tol, _noise(a["value"], b["value"]))}
-    half = (d["hi"] - d["lo"]) / 2
-    # Power: an interval wider than the tolerance cannot tell a regression of that size from noise.
-    underpowered = tol > 0 and half > tol and row["verdict"] != "regressed"
-    return row, (half, b.get("n")) if underpowered else None, d["note"]
+    out.update(iv=iv, worse_by=-iv["delta"] if m.higher_is_better else iv["delta"], row={
+        "metric": name, "baseline": m.fmt.format(shown_a), "candidate": m.fmt.format(shown_b),
+        "Δ [95% CI]": f"{signed.format(iv['delta'])} [{signed.format(iv['lo'])}, {signed.format(iv['hi'])}]",
+        "items": _items(d), "training noise": prior.noise_text(iv["terms"], trained)})
+    return out
 
 
 def compare(baseline: Path, candidate: Path, tolerance: float = 0.0, relative: bool = False,
-            metrics: list[str] | None = None, per_metric: dict[str, float] | None = None) -> Report:
-    """Pair the two folders' cells and gate every shared metric; ResultsError when the input is unusable."""
+            metrics: list[str] | None = None, per_metric: dict[str, float] | None = None,
+            noise: Path | None = None) -> Report:
+    """Pair the two folders' configurations and gate the headline metrics; ResultsError when the input is unusable.
+
+    `metrics`: the family of headline metrics gated (default: family()); `noise`: a noise.json or its folder."""
+    priors = prior.load_priors(noise)
     (a_set, a_old), (b_set, b_old) = current_set(load_results(baseline)), current_set(load_results(candidate))
     a_cells, b_cells = _by_key(a_set, Path(baseline)), _by_key(b_set, Path(candidate))
     common = sorted((k for k in a_cells if k in b_cells),  # the base cell first, then by label
-                    key=lambda k: (a_cells[k]["cell"]["strategy"] != "base", a_cells[k].get("label") or ""))
+                    key=lambda k: (a_cells[k][0]["cell"]["strategy"] != BASE, a_cells[k][0].get("label") or ""))
     if not common:
-        raise ResultsError(f"{candidate}: no cell matches a cell of {baseline} (same strategy, parameters, "
-                           "training config and seed)")
-    report = Report(Path(baseline), Path(candidate))
+        raise ResultsError(f"{candidate}: no cell matches a cell of {baseline} (same strategy, parameters and "
+                           "training config)")
+    metrics = [m for value in metrics or [] for m in value.split(",") if m]
+    heads = metrics or family([r for k in common for r in a_cells[k] if r["status"] == "ok"])
+    report = Report(Path(baseline), Path(candidate), family=heads)
     report.notes += [f"{where}: {len(old)} older cell(s) of another version or config left out (the newest run's "
                      "set is compared)" for where, old in ((baseline, a_old), (candidate, b_old)) if old]
-    report.notes += [f"only in the candidate: `{rates.label([r])}` ({r['id']})" for k, r in b_cells.items()
-                     if k not in a_cells]
-    for k, r in a_cells.items():
+    report.notes += [f"only in the candidate: `{rates.label(g)}` ({', '.join(r['id'] for r in g)})"
+                     for k, g in b_cells.items() if k not in a_cells]
+    for k, g in a_cells.items():
         if k in b_cells:
             continue
-        if r["status"] == "ok":  # the candidate lost a cell the baseline measured
-            why = f"no cell in the candidate pairs with {r['id']}"
-            report.rows.append({"cell": rates.label([r]), **_failed_row("(cell)", "ok", "missing", why)})
+        ok = [r for r in g if r["status"] == "ok"]
+        if ok:  # the candidate lost a configuration the baseline measured
+            why = f"no cell in the candidate pairs with {', '.join(r['id'] for r in ok)}"
+            report.rows.append({"cell": rates.label(g), **_failed_row("(cell)", "ok", "missing", why)})
         else:
-            report.notes.append(f"only in the baseline: `{rates.label([r])}` ({r['id']}, status {r['status']})")
+            report.notes.append(f"only in the baseline: `{rates.label(g)}` ({g[0]['id']}, status {g[0]['status']})")
     seen: set[str] = set()
-    wide: dict[str, list] = {}  # metric -> [(half-width, items, tolerance)] where the set is too small
+    pending: list[dict] = []  # comparisons awaiting the family's correction
     pairing: dict[str, list[str]] = {}  # how items were paired, where not simply by matching ids -> where
     for key in common:
-        a, b = a_cells[key], b_cells[key]
-        label = rates.label([a])  # the rate each side was trained with, where a search chose one
-        if (other := rates.label([b])) != label:
+        a_all, b_all = a_cells[key], b_cells[key]
+        label = rates.label(a_all)  # the rate each side was trained with, where a search chose one
+        if (other := rates.label(b_all)) != label:
             label = f"{label} (candidate: {other})"
-        report.pairs[label] = (a["id"], b["id"])
-        if a["status"] != "ok":
-            report.notes.append(f"`{label}`: baseline status {a['status']}; nothing to compare against")
+        report.pairs[label] = (a_all[0]["id"], b_all[0]["id"])
+        a_ok = [r for r in a_all if r["status"] == "ok"]
+        if not a_ok:
+            report.notes.append(f"`{label}`: baseline status {a_all[0]['status']}; nothing to compare against")
             continue
-        if b["status"] != "ok":
-            why = (b.get("reason") or "")[:120]
-            report.rows.append({"cell": label, **_failed_row("(status)", "ok", b["status"], why)})
+        if len(a_ok) < len(a_all):
+            report.notes.append(f"`{label}`: baseline seed(s) "
+                                f"{', '.join(str(r['cell'].get('seed')) for r in a_all if r['status'] != 'ok')} "
+                                "not ok; compared over the others")
+        if bad := [r for r in b_all if r["status"] != "ok"]:
+            for r in bad:
+                why = (r.get("reason") or "")[:120]
+                report.rows.append({"cell": label + (f" seed={r['cell'].get('seed')}" if len(b_all) > 1 else ""),
+                                    **_failed_row("(status)", "ok", r["status"], why)})
             continue
-        a_metrics, b_metrics = a.get("metrics") or {}, b.get("metrics") or {}
-        if not a_metrics:
-            raise ResultsError(f"{store.cell_file(baseline, a['id'])}: baseline cell `{label}` is ok but has no "
-                               "metrics to compare against")
-        a_items, b_items = load_items(baseline, a["id"]), load_items(candidate, b["id"])
-        names = [n for n in (metrics or a_metrics) if n in a_metrics]
+        if len(b_all) < len(a_ok):  # fewer seeds than the baseline finished: a lost cell, not a smaller sample
+            why = (f"the candidate has {len(b_all)} seed(s) ({_seeds([b_all]) or '-'}), the baseline finished "
+                   f"{len(a_ok)}")
+            report.rows.append({"cell": label, **_failed_row("(cell)", "ok", "missing", why)})
+            continue
+        a_metrics = [r.get("metrics") or {} for r in a_ok]
+        b_metrics = [r.get("metrics") or {} for r in b_all]
+        for r, ms in zip(a_ok, a_metrics, strict=True):
+            if not ms:
+                raise ResultsError(f"{store.cell_file(baseline, r['id'])}: baseline cell `{label}` is ok but has "
+                                   "no metrics to compare against")
+        names = list(dict.fromkeys(n for ms in a_metrics for n in ms))
         for name in names:
-            if not isinstance(a_metrics[name], dict) or not _finite(a_metrics[name].get("value")):
-                raise ResultsError(f"{store.cell_file(baseline, a['id'])}: baseline metric {name} of `{label}` is "
-                                   f"{a_metrics[name]!r}, not a number; it cannot serve as the reference")
+            for r, ms in zip(a_ok, a_metrics, strict=True):
+                if name not in ms or not isinstance(ms[name], dict) or not _finite(ms[name].get("value")):
+                    raise ResultsError(f"{store.cell_file(baseline, r['id'])}: baseline metric {name} of `{label}` "
+                                       f"is {ms.get(name)!r}, not a number; it cannot serve as the reference")
         seen.update(names)
+        a_items = [load_items(baseline, r["id"]) for r in a_ok]
+        b_items = [load_items(candidate, r["id"]) for r in b_all]
+        trained = (a_ok[0]["cell"]["strategy"] != BASE, b_all[0]["cell"]["strategy"] != BASE)
         for name in names:
-            m = b_metrics.get(name)
-            value = m.get("value") if isinstance(m, dict) else None
-            if name not in b_metrics or not _finite(value):
-                shown = "missing" if name not in b_metrics else str(value)
+            fmt = describe(name).fmt
+            shown_a = fmt.format(prior.mean_value(name, [ms[name]["value"] for ms in a_metrics]))
+            values = [ms.get(name).get("value") if isinstance(ms.get(name), dict) else None for ms in b_metrics]
+            if any(name not in ms for ms in b_metrics) or not all(_finite(v) for v in values):
+                shown = "missing" if any(name not in ms for ms in b_metrics) else str(
+                    next(v for v in values if not _finite(v)))
                 report.rows.append({"cell": label, **_failed_row(
-                    name, describe(name).fmt.format(a_metrics[name]["value"]), shown,
-                    "the candidate has no usable value for a metric the baseline measured")})
+                    name, shown_a, shown, "the candidate has no usable value for a metric the baseline measured")})
                 continue
             tol = (per_metric or {}).get(name, tolerance)
-            tol = tol * abs(a_metrics[name]["value"]) if relative else tol
             try:
-                row, power, note = _compare_metric(name, a_metrics[name], b_metrics[name], a_items, b_items, tol)
+                c = _compare_metric(name, [ms[name] for ms in a_metrics], [ms[name] for ms in b_metrics],
+                                    a_items, b_items, priors, prior.config_label(a_ok[0]), trained)
             except PairingError as e:
                 raise ResultsError(f"{candidate}: `{label}` {name}: {e}; compare needs the same eval items on "
                                    "both sides") from None
-            report.rows.append({"cell": label, **row})
-            if note:
+            if "failed" in c:
+                report.rows.append({"cell": label, **c["failed"]})
+                continue
+            c.update(label=label, tol=tol * abs(c["a"]) if relative else tol, gated=name in heads)
+            pending.append(c)
+            if note := c["d"]["note"]:
                 pairing.setdefault(note, []).append(f"`{label}` {name}")
-            if power:
-                wide.setdefault(name, []).append((*power, tol))
+    if metrics and (missing := [m for m in metrics if m not in seen]):
+        raise ResultsError(f"{candidate}: metric(s) {', '.join(missing)} not measured on both sides of any pair")
+    gated = [c for c in pending if c["gated"]]
+    for c, q in zip(gated, holm([c["iv"]["p"] for c in gated]), strict=True):
+        c["q"] = q
+    wide: dict[str, list] = {}  # metric -> [(half-width, items, tolerance)] where the set is too small
+    for c in pending:
+        iv, tol = c["iv"], c["tol"]
+        noise = _noise(c["a"], c["b"])
+        if c["gated"]:
+            verdict = _verdict(iv, c["worse_by"], tol, noise, c["q"] < ALPHA)
+        else:
+            verdict = _verdict(iv, c["worse_by"], tol, noise)
+            verdict = "worse, not gated" if verdict in ("regressed", "worse, within tolerance") else verdict
+        report.rows.append({"cell": c["label"], **c["row"],
+                            "p (Holm)": f"{c['q']:.2g}" if c["gated"] else "not gated",
+                            "tolerance": f"{tol:g}", "verdict": verdict})
+        half = (iv["hi"] - iv["lo"]) / 2
+        # Power: an interval wider than the tolerance cannot tell a regression of that size from noise.
+        if c["gated"] and tol > 0 and half > tol and verdict != "regressed":
+            wide.setdefault(c["name"], []).append((half, c["d"].get("n_paired") or None, tol))
     report.warnings += [f"{note}: {', '.join(where)}" for note, where in pairing.items()]
     for name, cases in wide.items():
         half, n, tol = max(cases, key=lambda c: c[0] - c[2])
         report.warnings.append(f"{name}: 95% intervals up to ±{half:.3g} ({n or '?'} items) are wider than the "
                                f"tolerance {tol:g} in {len(cases)} cell(s); a change of that size cannot be told "
                                "from noise on this set")
-    if metrics and (missing := [m for m in metrics if m not in seen]):
-        raise ResultsError(f"{candidate}: metric(s) {', '.join(missing)} not measured on both sides of any pair")
+    report.family_size = len(gated)
+    report.seeds = (_seeds([a_set]), _seeds([b_set]))
+    report.noise = _noise_summary(pending, priors)
     return report
+
+
+def _noise_summary(pending: list[dict], priors: prior.Priors | None) -> str:
+    """The verdict line's account of training noise."""
+    trained = [c for c in pending if c["row"]["training noise"] != "none (base: no training)"]
+    if not trained:
+        return "none (base models only)"
+    if all(c["iv"]["item_only"] for c in trained):
+        return ("not measured (one seed per side, no prior: the intervals cover new items, not a "
+                "new training run)")
+    if priors is not None:
+        return f"moderated with prior {priors.text}"
+    return "each side's own seeds only (no prior: few degrees of freedom, wide intervals)"
 
 
 def parse_tolerances(values: list[str] | None) -> tuple[float, dict[str, float]]:

@@ -129,7 +129,8 @@ def _timing(results: list[dict]) -> dict:
 
 
 def _metrics(results: list[dict]) -> dict:
-    """Per metric: value (mean over seeds), the interval (mean of the per-seed bounds), std over seeds, n items."""
+    """Per metric: value (mean over seeds), the interval (mean of the per-seed bounds), std over seeds, the per-seed
+    values, n items."""
     names = dict.fromkeys(n for r in results for n in (r.get("metrics") or {}))
     out = {}
     for name in names:
@@ -141,7 +142,7 @@ def _metrics(results: list[dict]) -> dict:
                      "lo": float(np.mean([m.get("ci_low", m["value"]) for m in ms])),
                      "hi": float(np.mean([m.get("ci_high", m["value"]) for m in ms])),
                      "std": float(np.std(values, ddof=1)) if len(values) > 1 else None,
-                     "seeds": len(values), "n": ms[0].get("n"),
+                     "seeds": len(values), "values": [float(v) for v in values], "n": ms[0].get("n"),
                      # results written before the method was recorded used the percentile bootstrap over items
                      "ci_method": ms[0].get("ci_method", "bootstrap"), "groups": ms[0].get("groups")}
     return out

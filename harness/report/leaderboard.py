@@ -16,7 +16,7 @@ import pandas as pd
 
 from harness import env as env_info
 from harness.evals.stats import METHODS
-from harness.report import efficiency, plots, rates, tradeoff
+from harness.report import efficiency, plots, prior, rates, tradeoff
 from harness.report.frame import BASE, LOAD_SLACK, current_set, high_load, load_items, load_results, summarize
 from harness.report.headline import headline
 from harness.report.table import (
@@ -410,11 +410,12 @@ def samples(rows: list[dict], results_dir: Path) -> list[str]:
 
 
 def markdown(results: list[dict], rows: list[dict], results_dir: Path, title: str, figures: list[Path],
-             left_out: list[dict] | None = None, tradeoff_lines: list[str] | None = None) -> str:
+             left_out: list[dict] | None = None, tradeoff_lines: list[str] | None = None, priors=None) -> str:
     top = headline(rows).text.map(_esc)
     wide = wide_tables(rows)
     tables = [top, *(t for t in wide.values() if not t.empty)]
-    parts = header(results, results_dir, title, left_out) + ["", "## Takeaways", "", *takeaways(rows, results_dir),
+    parts = header(results, results_dir, title, left_out) + ["", "## Takeaways", "",
+                                                             *takeaways(rows, results_dir, priors),
                                                              "", "## Headline", "", top.to_markdown(index=False), "",
                                                              RULES, "", *interval_legend(rows), ""]
     for section, table in wide.items():
@@ -476,10 +477,16 @@ def report_page(results: list[dict], rows: list[dict], results_dir: Path, title:
                             extra_sections(rows, curves or {}, spec), curves, spec)
 
 
-def write_leaderboard(results_dir: Path, title: str | None = None, plot: bool = True) -> Path:
+def write_leaderboard(results_dir: Path, title: str | None = None, plot: bool = True,
+                      noise: Path | None = None) -> Path:
     """LEADERBOARD.md, summary.csv, summary.json and the plots, all inside `results_dir`, of the folder's one
-    consistent set (frame.current_set: the newest run's cells; the header counts what it left out)."""
+    consistent set (frame.current_set: the newest run's cells; the header counts what it left out).
+
+    `noise`: the training-noise prior of the takeaways' tests (a noise.json or its folder; `harness run` passes the
+    matrix's eval.noise_from); default: the folder's own noise.json where `harness noise` wrote one."""
     results_dir = Path(results_dir)
+    own = results_dir / prior.NOISE_FILE
+    priors = prior.load_priors(noise if noise is not None else own if own.is_file() else None)
     results, left_out = current_set(load_results(results_dir))
     rows = ordered(annotate(summarize(results), results_dir))
     curves, spec = tradeoff.curves_for(rows, results_dir), tradeoff.limits(results)
@@ -489,7 +496,8 @@ def write_leaderboard(results_dir: Path, title: str | None = None, plot: bool = 
                                                          indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     out = results_dir / "LEADERBOARD.md"
     out.write_text(markdown(results, rows, results_dir, title or results_dir.name, figures, left_out,
-                            tradeoff.section(curves, rows, spec, tradeoff.not_interpolated(rows))), encoding="utf-8")
+                            tradeoff.section(curves, rows, spec, tradeoff.not_interpolated(rows)), priors),
+                   encoding="utf-8")
     (results_dir / "report.html").write_text(report_page(results, rows, results_dir, title or results_dir.name,
                                                          left_out, curves, spec), encoding="utf-8")
     return out
