@@ -9,6 +9,7 @@ read once, through the readers the cells use, so what passes here parses there t
   causal LM transformers knows, safetensors weights are there, the tokenizer loads;
   a model without a chat template (a pretrained base) cannot take `data.template: chat`, and
   with `auto` a warning says that training and the suites prompt it with alpaca;
+  a zoo model under licence terms (gemma-3-270m) is named with `accept_terms: true`;
 - strategies: registered, every swept parameter typed and in range (harness/matrix.py);
 - data: every split read and parsed (file:line errors), tokenised with each model's tokenizer;
 - eval: every suite listed has its data; benchmark, safety and general-text files parsed; lm-eval
@@ -59,6 +60,8 @@ def check(path: Path, skip_bad_rows: bool = False) -> tuple[MatrixSpec, list[str
                 models[model.id] = loaded
         except ConfigError as e:
             problems.append(f"{source}: models[{i}]: {e}")
+        if terms := _unaccepted_terms(model):
+            problems.append(f"{source}: models[{i}]: {terms}")
     if "models" in parts and "data" in parts:
         problems += _templates(parts["models"], models, parts["data"], parts.get("eval"), source, warnings)
     if "strategies" in parts:
@@ -85,6 +88,17 @@ def _obtained_by_run(name: str, where: Path) -> bool:
     from harness.catalog import ZOO_MODELS
 
     return where.suffix == ".gguf" and where.is_file() or name in ZOO_MODELS.names()
+
+
+def _unaccepted_terms(model: ModelSpec) -> str | None:
+    """Why a zoo model under licence terms (Gemma's) cannot be used without `accept_terms: true`; None if it can."""
+    from harness.catalog import ZOO_MODELS
+
+    if model.accept_terms or model.id not in ZOO_MODELS.names() or not (t := ZOO_MODELS.get(model.id).terms):
+        return None
+    return (f"{model.id} is under the {t.name} ({t.file}; {t.url or t.wheel.requirement}), which must be accepted "
+            f"to use it: name it as {{id: {model.id}, accept_terms: true}} (`harness zoo fetch {model.id}` shows "
+            "the terms' text)")
 
 
 PROMPTED = ("perplexity", "task", "safety")  # suites rendering prompts with data.template (benchmarks: lm-eval's)
