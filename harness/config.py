@@ -27,6 +27,7 @@ from pydantic import (
     TypeAdapter,
     ValidationError,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -50,6 +51,15 @@ class ModelSpec(_Spec):
     id: str = Field(description="zoo name (tiny-world), local folder, or hub id (Qwen/Qwen2.5-0.5B)")
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     trust_remote_code: bool = False  # off unless a matrix asks for it by name
+    accept_terms: bool = False  # accept a zoo model's licence terms (gemma-3-270m); preflight refuses without
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler):
+        """accept_terms is left out of the dump while off, so every other cell keeps the id it had before the key."""
+        out = handler(self)
+        if not self.accept_terms:
+            out.pop("accept_terms", None)
+        return out
 
 
 Carve = str | PositiveFloat | None  # a split: its file/hub split name, a fraction (<1) or count of train, or None

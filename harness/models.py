@@ -29,7 +29,7 @@ def prepare(spec: ModelSpec, root: Path | None = None, progress=print) -> str:
     from harness.catalog import ZOO_MODELS
 
     if spec.id in ZOO_MODELS.names():
-        return str(ZOO_MODELS.get(spec.id).ensure(progress))
+        return str(ZOO_MODELS.get(spec.id).ensure(progress, accept_terms=spec.accept_terms))
     local = (root or Path.cwd()) / spec.id
     if local.is_file() and local.suffix == GGUF:
         from harness.convert import cached

@@ -7,6 +7,9 @@ read once, through the readers the cells use, so what passes here parses there t
   so a wrong key elsewhere does not hide a missing file;
 - models: the zoo name, local folder or cached hub id resolves, config.json loads and names a
   causal LM transformers knows, safetensors weights are there, the tokenizer loads;
+  a model without a chat template (a pretrained base) cannot take `data.template: chat`, and
+  with `auto` a warning says that training and the suites prompt it with alpaca;
+  a zoo model under licence terms (gemma-3-270m) is named with `accept_terms: true`;
 - strategies: registered, every swept parameter typed and in range (harness/matrix.py);
 - data: every split read and parsed (file:line errors), tokenised with each model's tokenizer;
 - eval: every suite listed has its data; benchmark, safety and general-text files parsed; lm-eval
@@ -57,6 +60,10 @@ def check(path: Path, skip_bad_rows: bool = False) -> tuple[MatrixSpec, list[str
                 models[model.id] = loaded
         except ConfigError as e:
             problems.append(f"{source}: models[{i}]: {e}")
+        if terms := _unaccepted_terms(model):
+            problems.append(f"{source}: models[{i}]: {terms}")
+    if "models" in parts and "data" in parts:
+        problems += _templates(parts["models"], models, parts["data"], parts.get("eval"), source, warnings)
     if "strategies" in parts:
         from harness.matrix import check_strategies
 
@@ -81,6 +88,51 @@ def _obtained_by_run(name: str, where: Path) -> bool:
     from harness.catalog import ZOO_MODELS
 
     return where.suffix == ".gguf" and where.is_file() or name in ZOO_MODELS.names()
+
+
+def _unaccepted_terms(model: ModelSpec) -> str | None:
+    """Why a zoo model under licence terms (Gemma's) cannot be used without `accept_terms: true`; None if it can."""
+    from harness.catalog import ZOO_MODELS
+
+    if model.accept_terms or model.id not in ZOO_MODELS.names() or not (t := ZOO_MODELS.get(model.id).terms):
+        return None
+    return (f"{model.id} is under the {t.name} ({t.file}; {t.url or t.wheel.requirement}), which must be accepted "
+            f"to use it: name it as {{id: {model.id}, accept_terms: true}} (`harness zoo fetch {model.id}` shows "
+            "the terms' text)")
+
+
+PROMPTED = ("perplexity", "task", "safety")  # suites rendering prompts with data.template (benchmarks: lm-eval's)
+
+
+def _templates(specs, models: dict, data, ev, source: str, warnings: list[str]) -> list[str]:
+    """A model without a chat template (a pretrained base): `data.template: chat` is refused; with `auto` the
+    matrix's suites and training prompt it with alpaca, which a warning says."""
+    from harness.catalog import ZOO_MODELS
+
+    problems = []
+    for i, model in enumerate(specs):
+        if model.id in models:
+            has = bool(models[model.id]["tok"].chat_template)
+        elif model.id in ZOO_MODELS.names():  # not fetched yet: the entry says
+            has = getattr(ZOO_MODELS.get(model.id), "chat_template", True)
+        else:
+            continue
+        if has:
+            continue
+        if data.template == "chat":
+            if model.id not in models:  # a loaded tokenizer's refusal comes from the data check (template.resolve)
+                problems.append(f"{source}: data.template: 'chat', but models[{i}] ({model.id}) has no chat template "
+                                "(a pretrained base model), so neither training nor the suites could prompt it; use "
+                                "data.template alpaca or raw (auto picks alpaca for it)")
+            continue
+        if data.template != "auto":
+            continue  # alpaca or raw, as the matrix says
+        suites = [s for s in (ev.suites if ev else []) if s in PROMPTED]
+        warnings.append(f"models[{i}] ({model.id}) has no chat template (a pretrained base model): training"
+                        + (f" and the {', '.join(suites)} suite{'s' if len(suites) > 1 else ''}" if suites else "")
+                        + " prompt it with the alpaca template (data.template auto; set raw for plain text)"
+                        + ("; benchmarks use lm-eval's own prompts" if ev and "benchmarks" in ev.suites else ""))
+    return problems
 
 
 def _model(model: ModelSpec, root: Path) -> dict[str, Any]:

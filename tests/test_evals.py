@@ -169,7 +169,7 @@ def _safety_cell(root, limit, classifier="prefix", max_ppl=10.0):
 
     spec = SimpleNamespace(safety=str(root), refusal_classifier=classifier, limit=limit, coherence_max_ppl=max_ppl,
                            on_topic_min=0.5, batch_size=16)
-    return SimpleNamespace(root=".", eval=spec, data=SimpleNamespace(drop_contaminated=False),
+    return SimpleNamespace(root=".", eval=spec, data=SimpleNamespace(drop_contaminated=False, template="auto"),
                            model=ModelSpec(id="tiny-world"))
 
 

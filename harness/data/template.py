@@ -3,7 +3,9 @@
 Templates: `chat` (the tokenizer's own chat template), `alpaca` (### Instruction / ###
 Response, for base models), `raw` (the texts joined as they are), `auto` (chat when the
 tokenizer has one, else alpaca). Training and evaluation render through the same functions,
-so the evals score exactly the text the strategies were trained on.
+so the evals score exactly the text the strategies were trained on; the safety suite and the
+sanity probe prompt through `user_prompt`, so a base model without a chat template gets the
+matrix's template there too.
 
     prompt_text(tok, ex)       # "<|user|>\\nName the city...<|end|>\\n<|assistant|>\\n"
     completion_text(tok, ex)   # "Poveholm<|end|>\\n"  (end-of-turn included)
@@ -33,8 +35,8 @@ def resolve(tok, template: str) -> str:
     if template == "auto":
         return "chat" if tok.chat_template else "alpaca"
     if template == "chat" and not tok.chat_template:
-        raise FormatError(f"data.template is 'chat' but the tokenizer {tok.name_or_path!r} has no chat template; "
-                          f"use 'alpaca' or 'raw'")
+        raise FormatError(f"data.template is 'chat' but the tokenizer {tok.name_or_path!r} has no chat template "
+                          f"(a pretrained base model?); use 'alpaca' or 'raw' ('auto' picks alpaca for it)")
     return template
 
 
@@ -115,13 +117,19 @@ def reference(ex: dict) -> str | list[str]:
     return ex.get("references") or ex["messages"][-1]["content"]
 
 
-def chat_prompt(tok, instruction: str, input: str = "") -> str:
-    """A one-turn user prompt in the tokenizer's chat template (alpaca layout for base models)."""
-    content = f"{instruction}\n\n{input}" if input else instruction
-    if tok.chat_template:
+def user_prompt(tok, content: str, template: str = "auto") -> str:
+    """A one-turn user prompt, up to where the reply starts, in `template` as training renders it (`resolve`):
+    the chat template with its generation prompt, the alpaca turn (models without a chat template), or the text."""
+    template = resolve(tok, template)
+    if template == "chat":
         return tok.apply_chat_template([{"role": "user", "content": content}], tokenize=False,
                                        add_generation_prompt=True)
-    return _alpaca_turn({"role": "user", "content": content})
+    return _alpaca_turn({"role": "user", "content": content}) if template == "alpaca" else content
+
+
+def chat_prompt(tok, instruction: str, input: str = "") -> str:
+    """A one-turn user prompt in the tokenizer's chat template (alpaca layout for base models)."""
+    return user_prompt(tok, f"{instruction}\n\n{input}" if input else instruction)
 
 
 def encode(tok, ex: dict, max_length: int | None, template: str = "auto", truncation: str = "left",

@@ -55,11 +55,11 @@ def fingerprint(model, model_spec) -> str:
 
 
 def _probe_chats(tok) -> list[str]:
-    texts = list(PROBE)
-    if tok.chat_template:
-        texts.append(tok.apply_chat_template([{"role": "user", "content": PROBE[0]}], tokenize=False,
-                                             add_generation_prompt=True))
-    return texts
+    """The probe texts, and the first as a user prompt the way the suites render one (template `auto`: the chat
+    template where the tokenizer has one, else alpaca's), so the prompted path is probed for base models too."""
+    from harness.data.template import user_prompt
+
+    return [*PROBE, user_prompt(tok, PROBE[0])]
 
 
 @torch.no_grad()
