@@ -83,9 +83,9 @@ def encoded_logprob_parts(model, encoded: list[tuple[list[int], list[int]]], pad
             s, n, start = seqs[i], scored[i], width - keep
             rows_i, targets = logits[j, len(s) - n - 1 - start: len(s) - 1 - start], s[len(s) - n:]
             total = kept = sum_logprob(rows_i, targets)
-            if masks is not None and not all(keep := masks[i][len(masks[i]) - n:]):
-                kept = sum_logprob(rows_i[torch.tensor(keep, dtype=torch.bool, device=rows_i.device)],
-                                   [t for t, k in zip(targets, keep, strict=True) if k])
+            if masks is not None and not all(text := masks[i][len(masks[i]) - n:]):
+                kept = sum_logprob(rows_i[torch.tensor(text, dtype=torch.bool, device=rows_i.device)],
+                                   [t for t, k in zip(targets, text, strict=True) if k])
             out[i] = (total, kept, n)
     return out
 
