@@ -72,6 +72,7 @@ def _run_cell(cell: Cell, results_dir: Path, progress, progress_file: Path | Non
         from harness.data.prepare import epochs, prepare_train
         from harness.evals import inference, sanity
         from harness.evals.evaluate import run_suites
+        from harness.evals.perplexity import fingerprint
         from harness.tuning import fit
         from strategies.base import STRATEGIES, count_trainable
 
@@ -95,6 +96,7 @@ def _run_cell(cell: Cell, results_dir: Path, progress, progress_file: Path | Non
         base_logits = sanity.base_logits(model, tok) if strategy is not None else None
         base_generations = sanity.base_generations(model, tok) if strategy is not None else None
     result["total_params"] = sum(p.numel() for p in model.parameters())
+    result["tokenizer"] = fingerprint(tok)  # perplexity compares only within one tokenizer (harness compare)
     status, reason = "ok", None
     if strategy is None:
         result["trainable_params"] = 0

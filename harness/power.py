@@ -31,6 +31,7 @@ import numpy as np
 from harness.config import MatrixSpec
 from harness.matrix import BASE, Cell
 from harness.report.noise import LEVEL, POWER, detectable_difference, needed
+from harness.suites import is_bpb
 
 ASSUMED_SD = 1.0
 
@@ -119,7 +120,7 @@ def item_sd(items: dict, metric: str, unit: str) -> tuple[float | None, float | 
     """(sd of a per-unit paired difference, the base's value, how it was found) for one headline metric."""
     scores = items.get(metric)
     groups = (items.get("_groups") or {}).get(metric) if unit == "groups" else None
-    if metric.startswith("ppl") and isinstance(scores, list) and len(scores) == 2:
+    if metric.startswith("ppl") and not is_bpb(metric) and isinstance(scores, list) and len(scores) == 2:
         nll, tok = (np.asarray(x, dtype=float) for x in scores)
         if len(nll) > 1 and tok.sum() > 0:
             rate = nll.sum() / tok.sum()

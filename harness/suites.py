@@ -6,6 +6,7 @@ reports can all read it without importing one another.
     SUITES["safety"].data_key        # "safety": the eval key that names the suite's data
     describe("ppl_general").general  # True: its change against the base model is forgetting
     describe("mmlu_acc").chance      # 0.25
+    is_bpb("ppl_general_bpb")        # True: bits per byte, tokenizer-independent
 """
 
 from __future__ import annotations
@@ -53,6 +54,12 @@ METRICS = {
                             help="perplexity of the validation split's answer tokens (exp of the mean NLL per token)"),
     "ppl_general": Metric("PPL general", False, "{:.2f}", "perplexity", general=True,
                           help="perplexity of every token of the general text: the forgetting proxy"),
+    "ppl_in_domain_bpb": Metric("bits/byte in-domain", False, "{:.3f}", "perplexity",
+                                help="bits per UTF-8 byte of the validation answers' text (special tokens left "
+                                     "out): comparable across tokenizers, unlike per-token PPL"),
+    "ppl_general_bpb": Metric("bits/byte general", False, "{:.3f}", "perplexity", general=True,
+                              help="bits per UTF-8 byte of the general text: the forgetting proxy across "
+                                   "tokenizers (a base-model swap gates on it)"),
     "task_exact_match": Metric("task EM", True, suite="task", help="share of test replies equal to a reference"),
     "task_accuracy": Metric("task accuracy", True, suite="task",
                             help="share of test replies whose label matches the reference's"),
@@ -87,6 +94,12 @@ METRICS = {
     "refusal_harmful_keyword": Metric("refusal harmful (AdvBench keyword)", True, suite="safety",
                                       help="share of harmful prompts refused by AdvBench's keyword rule"),
 }
+
+
+def is_bpb(name: str) -> bool:
+    """A bits-per-byte metric (`<perplexity metric>_bpb`): items [nll_sums, byte_counts], value sum NLL / (ln 2 *
+    sum bytes); it does not depend on the tokenizer, unlike the per-token perplexity it accompanies."""
+    return name.startswith("ppl") and name.endswith("_bpb")
 
 
 def suite_of(name: str) -> str:

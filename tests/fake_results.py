@@ -10,6 +10,7 @@ import numpy as np
 
 from harness import store
 from harness.evals import stats
+from harness.suites import is_bpb
 
 ENV = {"python": "3.11", "platform": "test", "device": "cpu (1 threads)", "packages": {"torch": "2.13.0"},
        "git": {"sha": "0123456789abcdef", "dirty": False}}
@@ -23,6 +24,11 @@ def ppl_items(scale: float, n: int = 40, seed: int = 0) -> list[list]:
     counts = np.random.default_rng(99).integers(5, 30, n)  # the same documents on every side: pairable
     rng = np.random.default_rng(seed)
     return [(counts * scale * rng.uniform(0.8, 1.2, n)).tolist(), counts.tolist()]
+
+
+def _rate(name: str, scores) -> tuple:
+    """Perplexity items as the evals hand them to stats.interval: BitsPerByte for `*_bpb`, else a tuple."""
+    return stats.BitsPerByte(*scores) if is_bpb(name) else tuple(scores)
 
 
 def _suites(results_dir: Path, metrics: dict) -> list[str]:
@@ -48,13 +54,13 @@ def save_cell(results_dir: Path, label: str, strategy: str, items: dict | None, 
         if name.startswith("_"):
             continue
         if intervals or isinstance(scores, stats.CorpusScores):
-            metrics[name] = stats.interval(tuple(scores) if name.startswith("ppl") else scores,
+            metrics[name] = stats.interval(_rate(name, scores) if name.startswith("ppl") else scores,
                                            (items.get("_groups") or {}).get(name))
             if isinstance(scores, stats.CorpusScores):
                 items[name], items[f"_{name}_stats"] = scores.per_item, scores.stats
             continue
         if name.startswith("ppl"):
-            value, lo, hi = stats.perplexity_ci(*scores)
+            value, lo, hi = (stats.bpb_ci if is_bpb(name) else stats.perplexity_ci)(*scores)
             n = len(scores[0])
         else:
             value, lo, hi = stats.mean_ci(scores)

@@ -74,7 +74,8 @@ def test_matrix_runs_and_every_result_is_complete(matrix, tmp_path):
                    for k, v in items.items() if k in lists)
         people = {json.loads(x)["person"] for x in (tmp_path / "record" / "test.jsonl").read_text().splitlines()}
         assert set(items["_groups"]["task_exact_match"]) <= people  # data.group: person
-        assert set(items["_groups"]) == {"ppl_in_domain", "mmlu_cloze_acc", "mmlu_cloze_acc_norm"} | {
+        assert set(items["_groups"]) == {"ppl_in_domain", "ppl_in_domain_bpb", "mmlu_cloze_acc",
+                                         "mmlu_cloze_acc_norm"} | {
             k for k in lists if k.startswith(("task_", "_task_", "_predictions", "_prompts", "_references"))}
         assert r["metrics"]["task_exact_match"]["ci_method"] == "wilson-clustered"
         assert r["metrics"]["mmlu_cloze_acc"]["groups"] == 3  # the tiny world's three subjects

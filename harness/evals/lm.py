@@ -50,17 +50,26 @@ def sum_logprob(logits: torch.Tensor, targets: list[int]) -> float:
     return -F.cross_entropy(logits.float(), target, reduction="sum").item()
 
 
-@torch.no_grad()
 def encoded_logprobs(model, encoded: list[tuple[list[int], list[int]]], pad: int, batch_size: int = DEFAULT_BATCH,
                      max_length: int | None = None) -> list[float]:
     """Sum of log P(continuation | context) for each (context ids, continuation ids), each sequence whole."""
+    return [total for total, _, _ in encoded_logprob_parts(model, encoded, pad, batch_size, max_length)]
+
+
+@torch.no_grad()
+def encoded_logprob_parts(model, encoded: list[tuple[list[int], list[int]]], pad: int,
+                          batch_size: int = DEFAULT_BATCH, max_length: int | None = None,
+                          masks: list[list[bool]] | None = None) -> list[tuple[float, float, int]]:
+    """(sum of log P(continuation | context), the same sum over the continuation tokens its mask keeps, how many
+    continuation tokens were scored: its last ones, where context and continuation exceed `max_length`).
+    Without masks the second sum is the first."""
     max_length = _max_length(model, max_length)
     device = next(model.parameters()).device
     seqs = [(c + x)[-max_length:] for c, x in encoded]  # left-truncate long contexts
-    out = [0.0] * len(seqs)
     rows = rows_per_batch(model, batch_size, max(map(len, seqs), default=0), max(map(len, seqs), default=0),
                           "log-likelihood")
     scored = {i: min(len(encoded[i][1]), len(s) - 1) for i, s in enumerate(seqs)}
+    out = [(0.0, 0.0, scored[i]) for i in range(len(seqs))]
     keep_ok = keeps_logits(model)
     for batch in by_length([len(s) for s in seqs], rows, CPU_TOKENS if device.type == "cpu" else None):
         ids, mask = right_padded([seqs[i] for i in batch], pad)
@@ -72,7 +81,12 @@ def encoded_logprobs(model, encoded: list[tuple[list[int], list[int]]], pad: int
         logits = logits[:, -keep:]  # prompt tuning prepends virtual-token positions to the logits
         for j, i in enumerate(batch):
             s, n, start = seqs[i], scored[i], width - keep
-            out[i] = sum_logprob(logits[j, len(s) - n - 1 - start: len(s) - 1 - start], s[len(s) - n:])
+            rows_i, targets = logits[j, len(s) - n - 1 - start: len(s) - 1 - start], s[len(s) - n:]
+            total = kept = sum_logprob(rows_i, targets)
+            if masks is not None and not all(text := masks[i][len(masks[i]) - n:]):
+                kept = sum_logprob(rows_i[torch.tensor(text, dtype=torch.bool, device=rows_i.device)],
+                                   [t for t, k in zip(targets, text, strict=True) if k])
+            out[i] = (total, kept, n)
     return out
 
 

@@ -11,8 +11,8 @@ arXiv:2411.00640, recommends clustered errors for exactly this case). Methods, b
   Graubard's (1998) degrees-of-freedom factor (z / t_{G-1})^2 for G groups, the survey-statistics
   adjustment for clustered proportions. At 0 or 1 the data cannot show how strongly groups agree,
   so the worst case is taken (every group counts once: deff = sum of squared group sizes / n).
-- any other mean, perplexity (token-weighted) and corpus metrics (BLEU, chrF re-scored from summed
-  statistics): a percentile bootstrap over items, or over groups where they exist.
+- any other mean, perplexity (token-weighted), bits per byte (byte-weighted) and corpus metrics (BLEU, chrF
+  re-scored from summed statistics): a percentile bootstrap over items, or over groups where they exist.
 - paired differences: the same resampling applied to both cells at once.
 
 `METHODS` holds the one-line description the leaderboard prints for each method.
@@ -137,14 +137,41 @@ def wilson_ci(values, level: float = 0.95, groups: Sequence | None = None) -> tu
     return p, max(0.0, min(p, float(centre - half))), min(1.0, max(p, float(centre + half)))
 
 
+LN2 = float(np.log(2))
+
+
+class BitsPerByte(tuple):
+    """A bits-per-byte metric's per-document scores: (NLL sums in nats, UTF-8 byte counts), stored like perplexity's
+    [nll_sums, token_counts]; reported as sum NLL / (ln 2 * sum bytes), which does not depend on the tokenizer."""
+
+    def __new__(cls, nll_sums, byte_counts):
+        return super().__new__(cls, (list(nll_sums), list(byte_counts)))
+
+
+def _bits(rate):
+    return rate / LN2
+
+
+def _rate_ci(sums, counts, transform, iters: int, seed: int, level: float,
+             groups: Sequence | None) -> tuple[float, float, float]:
+    """transform(sum / count) over all documents, bootstrapped over documents (or groups of them)."""
+    s, n = np.asarray(sums, dtype=float), np.asarray(counts, dtype=float)
+    unit, k = _units(len(s), groups)
+    w = _draws(k, iters, seed)
+    boots = transform(w @ _sums(s, unit, k) / (w @ _sums(n, unit, k)))
+    return (float(transform(s.sum() / n.sum())), *_percentiles(boots, level, k))
+
+
 def perplexity_ci(nll_sums: list[float], counts: list[int], iters: int = ITERS, seed: int = 0,
                   level: float = 0.95, groups: Sequence | None = None) -> tuple[float, float, float]:
     """Token-level perplexity exp(sum NLL / sum tokens), bootstrapped over documents (or groups of them)."""
-    s, n = np.asarray(nll_sums, dtype=float), np.asarray(counts, dtype=float)
-    unit, k = _units(len(s), groups)
-    w = _draws(k, iters, seed)
-    boots = np.exp(w @ _sums(s, unit, k) / (w @ _sums(n, unit, k)))
-    return (float(np.exp(s.sum() / n.sum())), *_percentiles(boots, level, k))
+    return _rate_ci(nll_sums, counts, np.exp, iters, seed, level, groups)
+
+
+def bpb_ci(nll_sums: list[float], byte_counts: list[int], iters: int = ITERS, seed: int = 0,
+           level: float = 0.95, groups: Sequence | None = None) -> tuple[float, float, float]:
+    """Bits per byte sum NLL / (ln 2 * sum bytes), bootstrapped over documents (or groups) like perplexity."""
+    return _rate_ci(nll_sums, byte_counts, _bits, iters, seed, level, groups)
 
 
 def paired_diff_ci(a: list[float], b: list[float], iters: int = ITERS, seed: int = 0,
@@ -173,6 +200,23 @@ def paired_ppl_diff_ci(a: tuple[list[float], list[int]], b: tuple[list[float], l
     boots = np.exp(w @ _sums(sb, unit, k) / n) - np.exp(w @ _sums(sa, unit, k) / n)
     point = float(np.exp(sb.sum() / na.sum()) - np.exp(sa.sum() / na.sum()))
     return (point, *_percentiles(boots, level, k))
+
+
+def paired_bpb_diff_ci(a: tuple[list[float], list[int]], b: tuple[list[float], list[int]], iters: int = ITERS,
+                       seed: int = 0, level: float = 0.95, groups: Sequence | None = None
+                       ) -> tuple[float, float, float]:
+    """Bits per byte of b minus that of a on the same documents, documents (or groups) resampled together.
+
+    Each side divides by its own byte counts: equal for the same documents whatever the tokenizers, but a
+    completion cut at a token boundary (max_length) keeps other bytes under another tokenizer."""
+    (sa, na), (sb, nb) = (tuple(np.asarray(v, dtype=float) for v in side) for side in (a, b))
+    if sa.shape != sb.shape or na.shape != nb.shape or sa.shape != na.shape:
+        raise ValueError("paired bits per byte need the same documents")
+    unit, k = _units(len(sa), groups)
+    w = _draws(k, iters, seed)
+    boots = (w @ _sums(sb, unit, k) / (w @ _sums(nb, unit, k)) - w @ _sums(sa, unit, k) / (w @ _sums(na, unit, k)))
+    point = float(sb.sum() / nb.sum() - sa.sum() / na.sum()) / LN2
+    return (point, *_percentiles(boots / LN2, level, k))
 
 
 @dataclass(frozen=True)
@@ -222,11 +266,13 @@ def paired_corpus_diff_ci(a_stats: list[list[float]], b_stats: list[list[float]]
 def interval(scores, groups: Sequence | None = None) -> dict:
     """A metric's reported record from its per-item scores: value, 95% interval, n, the method (and groups).
 
-    `scores` is a list (a mean; Wilson when it is a proportion), a tuple of NLL sums and token
-    counts (perplexity), or CorpusScores.
+    `scores` is a list (a mean; Wilson when it is a proportion), BitsPerByte (NLL sums and byte counts),
+    a tuple of NLL sums and token counts (perplexity), or CorpusScores.
     """
     boot = "cluster-bootstrap" if groups is not None else "bootstrap"
-    if isinstance(scores, tuple):
+    if isinstance(scores, BitsPerByte):
+        (value, lo, hi), n, method = bpb_ci(*scores, groups=groups), len(scores[0]), boot
+    elif isinstance(scores, tuple):
         (value, lo, hi), n, method = perplexity_ci(*scores, groups=groups), len(scores[0]), boot
     elif isinstance(scores, CorpusScores):
         (value, lo, hi), n, method = corpus_ci(scores.stats, scores.score, groups=groups), len(scores.stats), boot

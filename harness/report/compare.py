@@ -13,6 +13,11 @@ means, shown in perplexity units as G_a·(e^x − 1) of the baseline's geometric
 With one seed per side and no prior the interval is the item bootstrap's alone, and the row and the verdict
 say training noise is not measured: such an interval covers new items, not a new training run.
 
+Per-token perplexity is not comparable across tokenizers (cells record theirs: `tokenizer: {vocab_size,
+sha256}`). Where the two sides of a configuration used different tokenizers, its ppl_* rows are marked not
+comparable and not gated, and the family's perplexity metrics are replaced by their bits-per-byte twins
+(`ppl_general` -> `ppl_general_bpb`: NLL per UTF-8 byte of the same documents, tokenizer-independent).
+
 The gate is calibrated over a pre-declared family of headline metrics (`--metrics`, else each suite's primary
 metric: family()). A family metric regressed when it is worse than the tolerance (in the metric's own units;
 with `relative`, a fraction of the baseline value), its interval excludes zero and its Holm-adjusted p (Holm
@@ -44,9 +49,10 @@ from harness.matrix import BASE
 from harness.report import deltas, prior, rates
 from harness.report.frame import ResultsError, current_set, load_items, load_results
 from harness.report.noise import holm
-from harness.suites import describe, suite_of
+from harness.suites import describe, is_bpb, suite_of
 
-ORDER = ("regressed", "improved", "worse, within tolerance", "worse, not gated", "indistinguishable")
+ORDER = ("regressed", "improved", "worse, within tolerance", "worse, not gated", "indistinguishable", "not comparable")
+OPTIONAL = ("worse, not gated", "not comparable")  # verdicts the summary line names only where they occur
 ALPHA = 0.05
 
 
@@ -95,6 +101,24 @@ def family(results: list[dict]) -> list[str]:
     return out
 
 
+def tokenizers(a: list[dict], b: list[dict]) -> tuple[dict, dict] | None:
+    """The two sides' recorded tokenizers where they differ; None when they are the same or not recorded."""
+    ta, tb = (next((r["tokenizer"] for r in side if isinstance(r.get("tokenizer"), dict)), None) for side in (a, b))
+    if ta and tb and ta.get("sha256") != tb.get("sha256"):
+        return ta, tb
+    return None
+
+
+def per_token(name: str) -> bool:
+    """A per-token perplexity metric: comparable only within one tokenizer."""
+    return name.startswith("ppl") and not is_bpb(name)
+
+
+def _tokenizer_text(results: list[dict], tok: dict) -> str:
+    model = (results[0]["cell"].get("model") or {}).get("id", "?")
+    return f"`{model}` ({tok.get('vocab_size', '?'):,} tokens, sha256 {str(tok.get('sha256'))[:12]})"
+
+
 def _metric(ms: list[dict]) -> dict:
     """A side's stored metric over its seeds: mean value and mean interval bounds (for an unpaired difference)."""
     return {"value": float(sum(m["value"] for m in ms) / len(ms)),
@@ -134,7 +158,7 @@ class Report:
 
     def markdown(self) -> str:
         counts = {v: sum(r["verdict"] == v for r in self.rows) for v in ORDER}
-        shown = ", ".join(f"{n} {v}" for v, n in counts.items() if n or v != "worse, not gated")
+        shown = ", ".join(f"{n} {v}" for v, n in counts.items() if n or v not in OPTIONAL)
         lines = [f"# Regression gate: `{self.candidate}` against `{self.baseline}`", "",
                  shown + f" ({len(self.rows)} comparisons)", ""]
         if self.rows:
@@ -142,7 +166,8 @@ class Report:
             lines += [df.to_markdown(index=False, disable_numparse=True), ""]
         lines += [f"- warning: {w}" for w in self.warnings] + [f"- note: {n}" for n in self.notes]
         lines.append(f"- method: Δ = candidate − baseline of the means over seeds (perplexity: the log ratio of "
-                     f"geometric means, shown as G_a·(e^x − 1) of the baseline's geometric mean); 95% interval "
+                     f"geometric means, shown as G_a·(e^x − 1) of the baseline's geometric mean; bits per byte: the "
+                     f"difference); 95% interval "
                      f"Δ ± t·SE with SE² = item term (paired bootstrap over seed-averaged items) + each trained "
                      f"side's seed variance / its seeds (moderated with the prior where one is given), Satterthwaite "
                      f"df, p from the same t; a family metric regresses when worse than its tolerance with a "
@@ -238,7 +263,8 @@ def compare(baseline: Path, candidate: Path, tolerance: float = 0.0, relative: b
                            "training config)")
     metrics = [m for value in metrics or [] for m in value.split(",") if m]
     heads = metrics or family([r for k in common for r in a_cells[k] if r["status"] == "ok"])
-    report = Report(Path(baseline), Path(candidate), family=heads)
+    report = Report(Path(baseline), Path(candidate), family=list(heads))
+    swapped: list[str] = []  # the family as gated where tokenizers differ
     report.notes += [f"{where}: {len(old)} older cell(s) of another version or config left out (the newest run's "
                      "set is compared)" for where, old in ((baseline, a_old), (candidate, b_old)) if old]
     report.notes += [f"only in the candidate: `{rates.label(g)}` ({', '.join(r['id'] for r in g)})"
@@ -296,6 +322,19 @@ def compare(baseline: Path, candidate: Path, tolerance: float = 0.0, relative: b
         a_items = [load_items(baseline, r["id"]) for r in a_ok]
         b_items = [load_items(candidate, r["id"]) for r in b_all]
         trained = (a_ok[0]["cell"]["strategy"] != BASE, b_all[0]["cell"]["strategy"] != BASE)
+        pair_heads, not_comparable = heads, ""
+        if toks := tokenizers(a_ok, b_all):
+            pair_heads = [f"{n}_bpb" if per_token(n) else n for n in heads]
+            swapped += pair_heads
+            lost = [f"{n}_bpb" for n in heads if per_token(n) and f"{n}_bpb" not in names]
+            report.notes.append(f"`{label}`: different tokenizers, baseline {_tokenizer_text(a_ok, toks[0])} vs "
+                                f"candidate {_tokenizer_text(b_all, toks[1])}: per-token perplexity is not "
+                                "comparable and not gated; bits per byte is gated in its place")
+            if lost:
+                report.warnings.append(f"`{label}`: the baseline has no {', '.join(lost)} (results from before "
+                                       "bits per byte were recorded): its perplexity is not gated at all; "
+                                       "re-evaluate the baseline")
+            not_comparable = "not gated: different tokenizers (per-token perplexity is not comparable)"
         for name in names:
             fmt = describe(name).fmt
             shown_a = fmt.format(prior.mean_value(name, [ms[name]["value"] for ms in a_metrics]))
@@ -316,7 +355,10 @@ def compare(baseline: Path, candidate: Path, tolerance: float = 0.0, relative: b
             if "failed" in c:
                 report.rows.append({"cell": label, **c["failed"]})
                 continue
-            c.update(label=label, tol=tol * abs(c["a"]) if relative else tol, gated=name in heads)
+            c.update(label=label, tol=tol * abs(c["a"]) if relative else tol, gated=name in pair_heads)
+            if not_comparable and per_token(name):
+                c.update(gated=False, not_comparable=not_comparable + (
+                    f"; gated on {name}_bpb" if f"{name}_bpb" in pair_heads else ""))
             pending.append(c)
             if note := c["d"]["note"]:
                 pairing.setdefault(note, []).append(f"`{label}` {name}")
@@ -329,13 +371,15 @@ def compare(baseline: Path, candidate: Path, tolerance: float = 0.0, relative: b
     for c in pending:
         iv, tol = c["iv"], c["tol"]
         noise = _noise(c["a"], c["b"])
-        if c["gated"]:
+        if c.get("not_comparable"):
+            verdict = "not comparable"
+        elif c["gated"]:
             verdict = _verdict(iv, c["worse_by"], tol, noise, c["q"] < ALPHA)
         else:
             verdict = _verdict(iv, c["worse_by"], tol, noise)
             verdict = "worse, not gated" if verdict in ("regressed", "worse, within tolerance") else verdict
         report.rows.append({"cell": c["label"], **c["row"],
-                            "p (Holm)": f"{c['q']:.2g}" if c["gated"] else "not gated",
+                            "p (Holm)": f"{c['q']:.2g}" if c["gated"] else c.get("not_comparable") or "not gated",
                             "tolerance": f"{tol:g}", "verdict": verdict})
         half = (iv["hi"] - iv["lo"]) / 2
         # Power: an interval wider than the tolerance cannot tell a regression of that size from noise.
@@ -347,6 +391,8 @@ def compare(baseline: Path, candidate: Path, tolerance: float = 0.0, relative: b
         report.warnings.append(f"{name}: 95% intervals up to ±{half:.3g} ({n or '?'} items) are wider than the "
                                f"tolerance {tol:g} in {len(cases)} cell(s); a change of that size cannot be told "
                                "from noise on this set")
+    if swapped:
+        report.family = list(dict.fromkeys(heads + swapped))
     report.family_size = len(gated)
     report.seeds = (_seeds([a_set]), _seeds([b_set]))
     report.noise = _noise_summary(pending, priors)

@@ -8,8 +8,11 @@ regression gate use this one rule:
   files without ids pair by position when the counts match, and say so;
 - paired: a bootstrap that resamples the paired items (or their groups, where the set declares
   groups) for both sides at once: the mean of per-item differences; perplexity re-computed from
-  the resampled documents' NLL and token sums; a corpus metric (BLEU, chrF) re-scored on each
-  side from the resampled items' summed statistics, so its delta is a corpus delta;
+  the resampled documents' NLL and token sums (token counts must match: the same tokens scored); bits per
+  byte (`*_bpb`, stored like perplexity as [nll_sums, byte_counts]) from their NLL and byte sums, each side
+  over its own bytes, so it pairs across tokenizers (a count that differs is said in the note); a corpus
+  metric (BLEU, chrF) re-scored on each side from the resampled items' summed statistics, so its delta is a
+  corpus delta;
 - otherwise: the difference of the two values with the two intervals' half-widths added in
   quadrature (a normal approximation; said so wherever it is used, `paired=False`).
 
@@ -28,7 +31,7 @@ import numpy as np
 
 from harness.evals import stats
 from harness.evals.items import align
-from harness.suites import describe
+from harness.suites import describe, is_bpb
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,7 @@ class Side:
     groups: list[str] | None = None
     stats: list[list[float]] | None = None  # a corpus metric's per-item sufficient statistics
     corpus: str = ""  # its kind ("bleu", "chrf"), see metrics.Metric.corpus
+    bpb: bool = False  # scores are [nll_sums, byte_counts]: bits per byte, not perplexity
 
     @property
     def n(self) -> int:
@@ -47,7 +51,8 @@ class Side:
 
 
 def is_ppl(scores) -> bool:
-    """Perplexity items are stored as [nll_sums, token_counts]; every other metric as one score per item."""
+    """Perplexity items are stored as [nll_sums, token_counts] (bits per byte: [nll_sums, byte_counts]); every
+    other metric as one score per item."""
     return (isinstance(scores, list) and len(scores) == 2 and all(isinstance(s, list) for s in scores)
             and len(scores[0]) == len(scores[1]))
 
@@ -69,7 +74,8 @@ def seed_scores(items: list[dict], name: str) -> Side | None:
     if is_ppl(per_seed[0]):
         if not all(is_ppl(s) and s[1] == per_seed[0][1] for s in per_seed):
             return None
-        return Side([np.mean([s[0] for s in per_seed], axis=0).tolist(), per_seed[0][1]], ids[0], groups)
+        return Side([np.mean([s[0] for s in per_seed], axis=0).tolist(), per_seed[0][1]], ids[0], groups,
+                    bpb=is_bpb(name))
     if len({len(s) for s in per_seed}) != 1 or any(isinstance(x, (list, dict, str)) for x in per_seed[0]):
         return None
     scores = np.mean(np.asarray(per_seed, dtype=float), axis=0).tolist()
@@ -92,14 +98,23 @@ def _paired(a: Side, b: Side) -> dict | None:
     groups = (np.asarray(a.groups)[ia].tolist() if a.groups is not None
               else np.asarray(b.groups)[ib].tolist() if b.groups is not None else None)
     method = "paired-cluster-bootstrap" if groups is not None else "paired-bootstrap"
+    note = pairing.note
     if is_ppl(a.scores) and is_ppl(b.scores):
-        kind = "perplexity"
         pick_a = [np.asarray(x)[ia].tolist() for x in a.scores]
         pick_b = [np.asarray(x)[ib].tolist() for x in b.scores]
-        try:
-            delta, lo, hi = stats.paired_ppl_diff_ci(tuple(pick_a), tuple(pick_b), groups=groups)
-        except ValueError:  # other token counts (another tokenizer): not the same documents as scored
-            return None
+        if a.bpb or b.bpb:
+            kind = "bits per byte"
+            delta, lo, hi = stats.paired_bpb_diff_ci(tuple(pick_a), tuple(pick_b), groups=groups)
+            if (off := sum(x != y for x, y in zip(pick_a[1], pick_b[1], strict=True))):
+                note = "; ".join(filter(None, [note, f"byte counts differ on {off} of {pairing.n} paired documents "
+                                               "(a completion cut at max_length tokens keeps other text under "
+                                               "another tokenizer): each side over its own bytes"]))
+        else:
+            kind = "perplexity"
+            try:
+                delta, lo, hi = stats.paired_ppl_diff_ci(tuple(pick_a), tuple(pick_b), groups=groups)
+            except ValueError:  # other token counts (another tokenizer): not the same documents as scored
+                return None
     elif is_ppl(a.scores) or is_ppl(b.scores):
         return None
     elif a.stats is not None and b.stats is not None and a.corpus and a.corpus == b.corpus:
@@ -113,7 +128,7 @@ def _paired(a: Side, b: Side) -> dict | None:
         delta, lo, hi = stats.paired_diff_ci(np.asarray(a.scores, dtype=float)[ia],
                                              np.asarray(b.scores, dtype=float)[ib], groups=groups)
     return {"delta": delta, "lo": lo, "hi": hi, "paired": True, "kind": kind, "method": method,
-            "n_paired": pairing.n, "note": pairing.note}
+            "n_paired": pairing.n, "note": note}
 
 
 def difference(a: dict, b: dict, a_scores=None, b_scores=None) -> dict:

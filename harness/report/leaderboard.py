@@ -177,10 +177,19 @@ def versions(results: list[dict]) -> str:
     return ", ".join(parts)
 
 
+def _tokenizer(results: list[dict], model: str) -> str:
+    """` (tokenizer Qwen2TokenizerFast, 151,665 tokens)` for a model whose cells recorded it (harness.cell), else
+    nothing: per-token perplexity compares only within one tokenizer, bits per byte across them."""
+    toks = _unique(r["tokenizer"] for r in results if isinstance(r.get("tokenizer"), dict)
+                   and (r.get("cell") or {}).get("model", {}).get("id") == model)
+    return "".join(f" (tokenizer {t.get('class') or '?'}, {t.get('vocab_size', 0):,} tokens)"
+                   for t in map(json.loads, toks))
+
+
 def header(results: list[dict], results_dir: Path, title: str, left_out: list[dict] | None = None) -> list[str]:
     cells = [r["cell"] for r in results]
     env = next((r["env"] for r in results if r.get("env")), {})
-    models = ", ".join(f"`{m}`" for m in _unique(c.get("model", {}).get("id") for c in cells))
+    models = ", ".join(f"`{m}`" + _tokenizer(results, m) for m in _unique(c.get("model", {}).get("id") for c in cells))
     cut = truncated(results_dir)
     data = ", ".join(f"`{d['path']}` (max {d.get('max_length', '?')} tokens)"
                      for d in map(json.loads, _unique(c.get("data") or {} for c in cells)) if d)

@@ -9,7 +9,8 @@ variance over seeds of every trained configuration's metric values, and writes i
                                                                       "scale": "value"}, ...}}}}
 
 A configuration is the stored label without ` seed=N` and ` lr=X` (strategy and parameters as the matrix
-labels them); perplexity metrics (names starting with `ppl`) are measured on the log scale. Priors are
+labels them); perplexity metrics (names starting with `ppl`, bits per byte `*_bpb` aside) are measured on
+the log scale. Priors are
 never pooled across configurations: each is looked up by its own key and metric. A folder whose
 configurations have fewer than MIN_SEEDS seeds is refused (a variance on 1 degree of freedom is no prior).
 
@@ -33,6 +34,7 @@ from harness import store
 from harness.matrix import BASE
 from harness.report.frame import ResultsError, current_set, load_results
 from harness.report.noise import Prior, SeedTerm, seed_term, t_interval
+from harness.suites import is_bpb
 
 NOISE_FILE = "noise.json"
 MIN_SEEDS = 3
@@ -48,8 +50,9 @@ def config_label(result: dict) -> str:
 
 
 def is_log(name: str) -> bool:
-    """Perplexity metrics are averaged, differenced and given training noise on the log scale."""
-    return name.startswith("ppl")
+    """Perplexity metrics are averaged, differenced and given training noise on the log scale; bits per byte
+    (`*_bpb`), already a log-likelihood per byte, on its own scale."""
+    return name.startswith("ppl") and not is_bpb(name)
 
 
 def on_scale(name: str, value: float) -> float:
