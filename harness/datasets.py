@@ -209,3 +209,49 @@ def check(spec) -> tuple[list[str], set[str]]:
             problems.append(problem(key, find(name), bad, root))
             bad_refs.add(value)
     return problems, bad_refs
+
+
+def matrix_needs(path: Path) -> list[tuple[Dataset, list[Part]]]:
+    """The catalogued datasets a matrix file reads, each with its parts (the valid sections of a broken matrix)."""
+    from harness.config import read_matrix, validate_matrix
+
+    _, parts, _ = validate_matrix(read_matrix(path), str(path))
+    found: dict[str, list[Part]] = {}
+    for key, value in references(parts):
+        for d, p in needs(key, value):
+            if p not in found.setdefault(d.name, []):
+                found[d.name].append(p)
+    return [(find(name), ps) for name, ps in found.items()]
+
+
+def _lines(d: Dataset, parts: list[Part], root: Path) -> tuple[list[str], bool]:
+    states = [(p, state(p, root)) for p in parts]
+    bad = [f"{'MISSING' if s == 'missing' else 'ALTERED'} {p.path}" + ("" if s == "missing" else f" {s[8:]}")
+           for p, s in states if s != "ok"]
+    head = f"ok, {len(parts)} verified (sha256)" if not bad else "; ".join(bad)
+    src = "".join(f"; {p.path}: {p.source}" for p in parts if p.source)
+    return [f"  {d.name:<17}{head}", f"  {'':<17}{d.title}", f"  {'':<17}from {d.source()}{src}",
+            f"  {'':<17}licence {d.licence}" + (f"; hub: {d.hub}" if d.hub else "")], not bad
+
+
+def listing(paths: list[Path], rest: bool = False) -> tuple[str, bool]:
+    """`harness data`: per matrix, the datasets it needs, where each comes from, present and verified or not.
+    `rest`: also the catalogued datasets none of them reads. (text, every needed file present and unaltered)."""
+    root, out, ok, used = data_root(), [], True, set()
+    out.append(f"data folder: {root} ({where_from()})")
+    for path in paths:
+        needed = matrix_needs(path)
+        out.append(f"{path}: " + (f"{len(needed)} dataset(s)" if needed else "no catalogued data (zoo or hub only)"))
+        for d, parts in needed:
+            lines, good = _lines(d, parts, root)
+            out += lines
+            ok &= good
+            used.add(d.name)
+    if rest and (others := [d for d in CATALOG if d.name not in used]):
+        out.append("also catalogued, read by none of these matrices:")
+        for d in others:
+            out += _lines(d, list(d.parts), root)[0]
+    if not ok:
+        out.append(f"some files are missing or altered: put the originals in {root}, or set {ENV} to a folder "
+                   "holding them (each dataset's folder by its name)")
+    return "\n".join(out), ok
