@@ -221,7 +221,7 @@ def matrix_needs(path: Path) -> list[tuple[Dataset, list[Part]]]:
         for d, p in needs(key, value):
             if p not in found.setdefault(d.name, []):
                 found[d.name].append(p)
-    return [(find(name), ps) for name, ps in found.items()]
+    return [(find(name), [p for p in find(name).parts if p in ps]) for name, ps in found.items()]  # catalog order
 
 
 def _lines(d: Dataset, parts: list[Part], root: Path) -> tuple[list[str], bool]:
