@@ -9,6 +9,7 @@ Exit codes: 0 done, 2 bad input (the message names the file and key), 1 anything
     harness noise results/smoke-noise
     harness zoo fetch smollm2-135m-instruct
     harness zoo build tiny-world
+    harness data                     # the real datasets each shipped matrix reads, and whether they are here
 """
 
 from __future__ import annotations
@@ -190,6 +191,17 @@ def cmd_noise(args) -> int:
     return 0
 
 
+def cmd_data(args) -> int:
+    from harness.datasets import listing
+    from harness.paths import MATRICES
+
+    paths = [resolve_matrix_path(m) for m in args.matrix] or [
+        p.relative_to(Path.cwd()) if p.is_relative_to(Path.cwd()) else p for p in sorted(MATRICES.glob("*.yaml"))]
+    text, ok = listing(paths, rest=not args.matrix)
+    print(text)
+    return 0 if ok else 2
+
+
 def cmd_zoo_fetch(args) -> int:
     from harness.catalog import ZOO_MODELS
 
@@ -283,6 +295,10 @@ def parser() -> argparse.ArgumentParser:
                         "seeds per configuration and metric) into RESULTS/noise.json, a prior for compare")
     nz.add_argument("results", help="results folder of one matrix run with at least 3 seeds per configuration")
     nz.set_defaults(func=cmd_noise)
+    dat = sub.add_parser("data", help="the real datasets each matrix reads ($HARNESS_DATA), where each comes from, "
+                         "and whether each is present and verified (sha256); exit 2 when one is missing or altered")
+    dat.add_argument("matrix", nargs="*", help="matrix YAML or shipped matrix name (default: every shipped matrix)")
+    dat.set_defaults(func=cmd_data)
     zoo = sub.add_parser("zoo", help="named base models: shipped (tiny-world) or fetched once into $HARNESS_HOME"
                          ).add_subparsers(dest="zoo_command", required=True)
     zl = zoo.add_parser("list", help="the zoo's models and whether each is ready here")

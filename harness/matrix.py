@@ -34,6 +34,7 @@ from harness.config import (
     TuningSpec,
     format_errors,
 )
+from harness.datasets import canonical
 from harness.env import VERSIONED
 
 BASE = "base"  # the untrained base model: every delta is measured against it
@@ -57,7 +58,9 @@ def _without_added(ev: dict) -> dict:
 
 def evaluation(cell: dict) -> dict:
     """The part of a cell's resolved config (its model_dump) that decides its evaluation: the training-only keys left
-    out. This is a base cell's whole identity: the model, the eval config and the data it evaluates on."""
+    out. This is a base cell's whole identity: the model, the eval config and the data it evaluates on.
+    `dataset:` references are spelled as the committed results spelled them (harness.datasets.canonical)."""
+    cell = canonical(cell)
     data = dict(cell.get("data") or {})
     for key in TRAINING_ONLY_DATA + (() if data.get("drop_contaminated") else CARVING_DATA):
         data.pop(key, None)
@@ -69,7 +72,7 @@ def evaluation(cell: dict) -> dict:
 
 def identity(cell: dict) -> dict:
     """What a cell's id hashes (besides the versions): a trained cell's whole config, a base cell's evaluation."""
-    out = {k: v for k, v in cell.items() if k not in NOT_IDENTITY}
+    out = {k: v for k, v in canonical(cell).items() if k not in NOT_IDENTITY}
     if out.get("strategy") == BASE:
         return evaluation(out)
     return {**out, "eval": _without_added(out["eval"])} if "eval" in out else out

@@ -6,6 +6,7 @@ Fetched zoo models and converted GGUF files live outside the repository, under
     resolve_model("tiny-world")           # .../harness/zoo/tiny-world/model
     resolve_model("smollm2-135m-instruct")  # $HARNESS_HOME/zoo/smollm2-135m-instruct/model
     resolve_data("zoo:tiny-world/record")  # .../harness/zoo/tiny-world/data/record
+    resolve_data("dataset:mmlu")           # $HARNESS_DATA/mmlu (harness/datasets.py catalogues what is there)
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 ZOO = Path(__file__).parent / "zoo"
 MATRICES = Path(__file__).resolve().parent.parent / "matrices"  # the shipped matrices (smoke.yaml, ...)
 GGUF = ".gguf"
+DATA_ENV = "HARNESS_DATA"  # the folder holding the real datasets (harness/datasets.py)
 ZOO_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")  # zoo names are plain (a hub id has a slash, a path may too)
 
 
@@ -27,6 +29,13 @@ def home() -> Path:
     if os.environ.get("HARNESS_HOME"):
         return Path(os.environ["HARNESS_HOME"]).expanduser()
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "harness"
+
+
+def data_root() -> Path:
+    """The real datasets' folder (`dataset:` references): HARNESS_DATA, else ../shared/data beside the checkout."""
+    if os.environ.get(DATA_ENV):
+        return Path(os.environ[DATA_ENV]).expanduser()
+    return MATRICES.parent.parent / "shared" / "data"
 
 
 def fetched_dir(name: str) -> Path:
@@ -71,9 +80,12 @@ def resolve_model(name: str, base: Path | None = None) -> str:
 
 
 def resolve_data(value: str, base: Path | None = None) -> Path:
-    """`zoo:NAME[/SUB]` points into the shipped zoo's data; other values are paths relative to `base`."""
+    """`zoo:NAME[/SUB]` points into the shipped zoo's data, `dataset:NAME[/SUB]` into the data folder (data_root;
+    `dataset:.` is the folder itself); other values are paths relative to `base`."""
     if value.startswith("zoo:"):
         name, _, sub = value[4:].partition("/")
         return ZOO / name / "data" / sub
+    if value.startswith("dataset:"):
+        return data_root() / os.path.normpath(value[8:] or ".")
     path = Path(value).expanduser()
     return path if path.is_absolute() else (base or Path.cwd()) / path

@@ -47,7 +47,8 @@ class Headline:
 
 def _task_metric(spec: MatrixSpec) -> str:
     names = list(spec.eval.task_metrics)
-    return "task_exact_match" if "exact_match" in names else f"task_{names[0]}"
+    first = {"rouge": "rouge_1"}.get(names[0], names[0])  # `rouge` reports rouge_1, rouge_2 and rouge_l
+    return "task_exact_match" if "exact_match" in names else f"task_{first}"
 
 
 def _units(rows: list, limit: int | None) -> tuple[int, str]:
@@ -84,10 +85,11 @@ def headlines(spec: MatrixSpec, root: Path) -> list[Headline]:
                 h.items, h.unit = _units(prompts, ev.limit)
             elif suite == "benchmarks":
                 for task in ev.benchmarks.tasks if ev.benchmarks else []:
-                    limit = task.limit or ev.limit
-                    out.append(Headline(suite, f"{task.name or task.task} (first metric)", limit,
-                                        why="" if limit else "lm-eval counts its documents at run time; set "
-                                                             "eval.limit or the task's limit"))
+                    limit = task.limit or ev.limit  # lm-eval applies it per subtask (per subject for MMLU)
+                    out.append(Headline(suite, f"{task.name or task.task} (first metric)", None,
+                                        why=(f"lm-eval counts its documents at run time ({limit} per subject or "
+                                             "subtask)" if limit else "lm-eval counts its documents at run time; "
+                                             "set eval.limit or the task's limit")))
                 continue
             else:
                 continue

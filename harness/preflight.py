@@ -12,6 +12,8 @@ read once, through the readers the cells use, so what passes here parses there t
   a zoo model under licence terms (gemma-3-270m) is named with `accept_terms: true`;
 - strategies: registered, every swept parameter typed and in range (harness/matrix.py);
 - data: every split read and parsed (file:line errors), tokenised with each model's tokenizer;
+- catalogued real data (`dataset:` references, harness/datasets.py): each file there and unaltered (its sha256),
+  else an error naming the dataset, where it comes from, its licence and HARNESS_DATA;
 - eval: every suite listed has its data; benchmark, safety and general-text files parsed; lm-eval
   hub task names known; the refusal classifier registered and its judge folder loadable.
 
@@ -30,6 +32,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from harness import datasets
 from harness.config import ConfigError, MatrixSpec, ModelSpec, load_matrix, read_matrix, validate_matrix
 from harness.paths import MATRICES, ZOO, resolve_data, resolve_model
 from harness.suites import SUITES
@@ -53,6 +56,8 @@ def check(path: Path, skip_bad_rows: bool = False) -> tuple[MatrixSpec, list[str
     if skip_bad_rows and "data" in parts:  # part of the data spec, so it is recorded in every cell and its id
         parts["data"] = parts["data"].model_copy(update={"skip_bad_rows": True})
     warnings: list[str] = []
+    missing, bad_refs = datasets.check(parts)  # before the readers, which would only say "no such file"
+    problems += [f"{source}: {m}" for m in missing]
     models = {}
     for i, model in enumerate(parts.get("models", [])):
         try:
@@ -69,9 +74,9 @@ def check(path: Path, skip_bad_rows: bool = False) -> tuple[MatrixSpec, list[str
 
         problems += check_strategies(parts["strategies"], source)
     if "eval" in parts:
-        problems += _eval(parts["eval"], root, source)
+        problems += _eval(parts["eval"], root, source, bad_refs)
         warnings += _unused_eval_data(parts["eval"])
-    if "data" in parts:
+    if "data" in parts and not bad_refs & {parts["data"].path, parts["data"].validation, parts["data"].test}:
         problems += _data(parts["data"], parts.get("eval"), models, root, source, warnings)
     if {"strategies", "train"} <= parts.keys():
         warnings += _learning_rates(parts, models)
@@ -228,7 +233,7 @@ def _data(data, ev, models: dict, root: Path, source: str, warnings: list[str]) 
     return problems
 
 
-def _eval(ev, root: Path, source: str) -> list[str]:
+def _eval(ev, root: Path, source: str, reported: set[str] = frozenset()) -> list[str]:
     """Each listed suite has its data, and every file it names parses with the reader its suite uses."""
     from harness.data.native import FormatError, read_documents
     from harness.evals import safety
@@ -241,6 +246,8 @@ def _eval(ev, root: Path, source: str) -> list[str]:
                             f"{SUITES[suite].needs}, or drop {suite} from eval.suites")
 
     def read(key: str, reader, value: str):
+        if value in reported:  # a catalogued dataset found missing or altered: said once, with its source
+            return
         where = resolve_data(value, root)
         if not where.exists():
             problems.append(f"{source}: {key}: no such file or folder: {value!r} ({where})")

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from harness import store, timing
+from harness.datasets import canonical
 from harness.env import VERSIONED
 from harness.matrix import BASE, evaluation  # BASE: the untrained base cell's strategy name
 from harness.report import rates
@@ -65,7 +66,7 @@ def set_key(result: dict, evaluation_only: bool = False) -> str:
 
     `evaluation_only`: the training-only keys left out (matrix.evaluation), which is all a base cell depends on."""
     packages = (result.get("env") or {}).get("packages") or {}
-    cell = result["cell"]
+    cell = canonical(result["cell"])  # `dataset:` references as ids spell them
     if evaluation_only:
         cell = {**evaluation(cell), "matrix": cell.get("matrix")}
     return json.dumps({"versions": {p: packages.get(p) for p in VERSIONED}, **{k: cell.get(k) for k in SET_KEYS}},
@@ -98,7 +99,7 @@ def load_items(results_dir: Path, cell_id: str) -> dict:
 
 def config_key(result: dict, ignore: tuple[str, ...] = ()) -> str:
     """The cell's resolved config without the seed (and `ignore`d keys), as a canonical string."""
-    cell = {k: v for k, v in result["cell"].items() if k not in NOT_CONFIG + ignore}
+    cell = {k: v for k, v in canonical(result["cell"]).items() if k not in NOT_CONFIG + ignore}
     return json.dumps(cell, sort_keys=True)
 
 
