@@ -135,7 +135,7 @@ def train_one(cell, work: Path) -> dict:
     params = resolve_params(strategy.Params, cell.params)
     if torch.cuda.is_available():  # the parts run on CPU too (tests), with no peak to report
         torch.cuda.reset_peak_memory_stats()
-    load_kwargs = strategy.load_kwargs(params) if hasattr(strategy, "load_kwargs") else {}
+    load_kwargs = strategy.load_kwargs(params)
     model, tok = models.load(cell.model, Path(cell.root), **load_kwargs)
     if reason := strategy.check(model, params):
         return {"strategy": cell.label, "skipped": reason}

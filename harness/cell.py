@@ -85,7 +85,7 @@ def _run_cell(cell: Cell, results_dir: Path, progress, progress_file: Path | Non
     if cell.strategy != BASE:
         strategy = STRATEGIES.get(cell.strategy)()
         params = resolve_params(strategy.Params, cell.params)
-    load_kwargs = strategy.load_kwargs(params) if hasattr(strategy, "load_kwargs") else {}
+    load_kwargs = strategy.load_kwargs(params) if strategy is not None else {}  # the base cell loads as configured
     memory = MemoryMonitor().start() if strategy else None  # baseline before the weights, not the libraries
     _phase(progress_file, "load")
     with clock.phase("load"):

@@ -4,11 +4,15 @@
     @STRATEGIES.register("lora")
     class LoRA: ...
     STRATEGIES.get("lora")
+
+`conform`, when given, sees every object as it is registered (decorator or entry point) and returns
+what is stored, or raises: the strategy registry checks the contract there (strategies/base.py).
 """
 
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import Generic, TypeVar
 
@@ -16,9 +20,10 @@ T = TypeVar("T")
 
 
 class Registry(Generic[T]):
-    def __init__(self, kind: str, entry_point_group: str | None = None):
+    def __init__(self, kind: str, entry_point_group: str | None = None, conform: Callable[[T], T] | None = None):
         self.kind = kind
         self.group = entry_point_group
+        self.conform = conform
         self._items: dict[str, T] = {}
 
     def register(self, name: str):
@@ -26,6 +31,8 @@ class Registry(Generic[T]):
             raise ValueError(f"{self.kind} names are lower case: {name!r}")
 
         def add(obj: T) -> T:
+            if self.conform is not None:
+                obj = self.conform(obj)
             if name in self._items and self._items[name] is not obj:
                 raise ValueError(f"{self.kind} {name!r} is already registered by {self._items[name]!r}")
             self._items[name] = obj

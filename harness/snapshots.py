@@ -10,7 +10,7 @@ ones unless it says otherwise; LoRA-family: B and the magnitude, so that a scale
 B·A). For a strategy whose prepared model is the base model (identity start), a = 0 is the base
 and a = 1 the tuned model: WiSE-FT (Wortsman et al., 2022) for full fine-tuning and BitFit.
 A strategy that starts elsewhere (prefix and prompt tuning's random virtual tokens) sets
-`not_interpolable` to the reason.
+`not_interpolable` to the reason. Both hooks and their defaults: strategies/base.py.
 
     start = snapshot(model, folder / "start.safetensors")
     Trainer(..., callbacks=[SnapshotCallback([0.25, 0.5], budget_tokens, folder, budget_callback)])
@@ -84,13 +84,12 @@ def restore(model, source: dict[str, torch.Tensor] | Path) -> None:
 
 def interpolation_problem(strategy) -> str | None:
     """Why the strategy's model cannot be interpolated toward the base (None: it can)."""
-    return getattr(strategy, "not_interpolable", None)
+    return strategy.not_interpolable
 
 
 def scaled(strategy, name: str) -> bool:
     """Whether `blend` moves this trainable parameter (the strategy's `interpolated(name)`; default: every one)."""
-    pick = getattr(strategy, "interpolated", None)
-    return pick(name) if pick else True
+    return strategy.interpolated(name)
 
 
 @torch.no_grad()

@@ -13,7 +13,14 @@ from typing import Literal
 import torch
 from torch import nn
 
-from strategies.base import TrainDefaults, load_trainable, mark_trainable, register_strategy, save_trainable
+from strategies.base import (
+    StrategyBase,
+    TrainDefaults,
+    load_trainable,
+    mark_trainable,
+    register_strategy,
+    save_trainable,
+)
 
 ATTENTION_NAMES = ("self_attn", "attn", "attention")
 MLP_NAMES = ("mlp",)
@@ -65,7 +72,7 @@ def decoder_layers(model: nn.Module) -> list[nn.Module]:
 
 
 @register_strategy("adapter")
-class Adapter:
+class Adapter(StrategyBase):
     Params = AdapterParams
     defaults = TrainDefaults(learning_rate=1e-4)  # Houlsby et al. swept 1e-4 .. 1e-3
 

@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from strategies.base import TrainDefaults, load_trainable, mark_trainable, register_strategy, save_trainable
+from strategies.base import (
+    StrategyBase,
+    TrainDefaults,
+    load_trainable,
+    mark_trainable,
+    register_strategy,
+    save_trainable,
+)
 
 
 def _is_bias(name: str) -> bool:
@@ -21,7 +28,7 @@ class BitFitParams:
 
 
 @register_strategy("bitfit")
-class BitFit:
+class BitFit(StrategyBase):
     Params = BitFitParams
     defaults = TrainDefaults(learning_rate=1e-3)  # Ben Zaken et al. swept 1e-4 .. 1e-3
 

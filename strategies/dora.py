@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from strategies.base import TrainDefaults, peft_load, peft_save, register_strategy
+from strategies.base import PeftStrategy, TrainDefaults, register_strategy
 from strategies.lora import LoRAParams, lora_config, lora_update
 
 
@@ -20,7 +20,7 @@ class DoRAParams(LoRAParams):
 
 
 @register_strategy("dora")
-class DoRA:
+class DoRA(PeftStrategy):
     Params = DoRAParams
     defaults = TrainDefaults(learning_rate=2e-4)  # LoRA's; Liu et al. use LoRA's settings
 
@@ -35,6 +35,3 @@ class DoRA:
         from peft import get_peft_model
 
         return get_peft_model(model, lora_config(model, params))
-
-    save = staticmethod(peft_save)
-    load = staticmethod(peft_load)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from strategies.base import TrainDefaults, mark_trainable, register_strategy
+from strategies.base import StrategyBase, TrainDefaults, mark_trainable, register_strategy
 
 
 @dataclass(frozen=True)
@@ -13,12 +13,9 @@ class FullParams:
 
 
 @register_strategy("full")
-class Full:
+class Full(StrategyBase):
     Params = FullParams
     defaults = TrainDefaults(learning_rate=2e-5)  # typical for 0.5B-8B models
-
-    def check(self, model, params):
-        return None
 
     def prepare(self, model, params):
         mark_trainable(model, lambda name: True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from strategies.base import TrainDefaults, peft_load, peft_save, register_strategy
+from strategies.base import PeftStrategy, TrainDefaults, register_strategy
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,7 @@ class IA3Params:
 
 
 @register_strategy("ia3")
-class IA3:
+class IA3(PeftStrategy):
     Params = IA3Params
     defaults = TrainDefaults(learning_rate=3e-3)  # Liu et al. train their vectors at 3e-3
 
@@ -44,6 +44,3 @@ class IA3:
         config = IA3Config(target_modules=params.target_modules, feedforward_modules=params.feedforward_modules,
                            task_type="CAUSAL_LM")
         return get_peft_model(model, config)
-
-    save = staticmethod(peft_save)
-    load = staticmethod(peft_load)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from strategies.base import TrainDefaults, peft_load, peft_save, register_strategy
+from strategies.base import PeftStrategy, TrainDefaults, register_strategy
 
 
 def norm_names(model: nn.Module) -> list[str]:
@@ -26,7 +26,7 @@ class LNTuningParams:
 
 
 @register_strategy("ln_tuning")
-class LNTuning:
+class LNTuning(PeftStrategy):
     Params = LNTuningParams
     defaults = TrainDefaults(learning_rate=1e-3)
 
@@ -41,6 +41,3 @@ class LNTuning:
         names = params.target_modules or norm_names(model)
         pattern = "^(" + "|".join(re.escape(n) for n in names) + ")$"  # peft full-matches a string as a regex
         return get_peft_model(model, LNTuningConfig(target_modules=pattern, task_type="CAUSAL_LM"))
-
-    save = staticmethod(peft_save)
-    load = staticmethod(peft_load)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
-from strategies.base import TrainDefaults, peft_load, peft_save, register_strategy
+from strategies.base import PeftStrategy, TrainDefaults, register_strategy
 
 ATTENTION_HINTS = ("attn", "attention")
 
@@ -71,19 +71,13 @@ def lora_config(model: nn.Module, params: LoRAParams):
 
 
 @register_strategy("lora")
-class LoRA:
+class LoRA(PeftStrategy):
     Params = LoRAParams
     defaults = TrainDefaults(learning_rate=2e-4)  # the QLoRA paper's value for 7B-13B models
 
     interpolated = staticmethod(lora_update)  # harness.snapshots.blend
 
-    def check(self, model, params):
-        return None
-
     def prepare(self, model, params):
         from peft import get_peft_model
 
         return get_peft_model(model, lora_config(model, params))
-
-    save = staticmethod(peft_save)
-    load = staticmethod(peft_load)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from strategies.base import TrainDefaults, peft_load, peft_save, register_strategy
+from strategies.base import PeftStrategy, TrainDefaults, register_strategy
 from strategies.lora import linear_names
 
 
@@ -28,7 +28,7 @@ class OFTParams:
 
 
 @register_strategy("oft")
-class OFT:
+class OFT(PeftStrategy):
     Params = OFTParams
     defaults = TrainDefaults(learning_rate=1e-3)  # rotations move slower than LoRA's additive updates
 
@@ -47,6 +47,3 @@ class OFT:
                            target_modules=linear_names(model, targets) if isinstance(targets, str) else targets,
                            **params.extra)
         return get_peft_model(model, config)
-
-    save = staticmethod(peft_save)
-    load = staticmethod(peft_load)

@@ -11,7 +11,7 @@ import functools
 import inspect
 from dataclasses import dataclass
 
-from strategies.base import TrainDefaults, peft_load, peft_save, register_strategy
+from strategies.base import PeftStrategy, TrainDefaults, register_strategy
 
 
 def generation_fix(model):
@@ -53,10 +53,6 @@ def generation_fix(model):
     return model
 
 
-def load_prompt_learning(base, path):
-    return generation_fix(peft_load(base, path))
-
-
 @dataclass(frozen=True)
 class PrefixParams:
     num_virtual_tokens: int = 16
@@ -82,16 +78,21 @@ NO_BLEND = ("its prepared model is not the base model (the virtual tokens start 
             "passes through the base; and a blend toward no prefix at all changes the prompt's length, not a weight")
 
 
+class PromptLearning(PeftStrategy):
+    """What prefix and prompt tuning share: peft's save, a load whose `generate` sees the prefix, no blend."""
+
+    not_interpolable = NO_BLEND
+
+    def load(self, base, path):
+        return generation_fix(super().load(base, path))
+
+
 @register_strategy("prefix")
-class Prefix:
+class Prefix(PromptLearning):
     """Prefix tuning through peft: trained key/value prefixes at every layer."""
 
     Params = PrefixParams
     defaults = TrainDefaults(learning_rate=1e-2)
-    not_interpolable = NO_BLEND
-
-    def check(self, model, params):
-        return None
 
     def prepare(self, model, params):
         from peft import PrefixTuningConfig, get_peft_model
@@ -103,26 +104,16 @@ class Prefix:
         )
         return generation_fix(get_peft_model(model, config))
 
-    save = staticmethod(peft_save)
-    load = staticmethod(load_prompt_learning)
-
 
 @register_strategy("prompt")
-class Prompt:
+class Prompt(PromptLearning):
     """Prompt tuning through peft: trained input embeddings of virtual tokens."""
 
     Params = PromptParams
     defaults = TrainDefaults(learning_rate=3e-2)
-    not_interpolable = NO_BLEND
-
-    def check(self, model, params):
-        return None
 
     def prepare(self, model, params):
         from peft import PromptTuningConfig, get_peft_model
 
         config = PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=params.num_virtual_tokens)
         return generation_fix(get_peft_model(model, config))
-
-    save = staticmethod(peft_save)
-    load = staticmethod(load_prompt_learning)

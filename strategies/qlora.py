@@ -6,34 +6,32 @@ prepare_model_for_kbit_training, then wrapped with LoRA exactly as the lora stra
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
 
-from strategies.base import TrainDefaults, peft_load, peft_save, register_strategy
-from strategies.lora import lora_config, lora_update
+from strategies.base import PeftStrategy, TrainDefaults, register_strategy
+from strategies.lora import LoRAParams, lora_config, lora_update
 
 
 @dataclass(frozen=True)
-class QLoRAParams:
+class Quantisation:
+    """What QLoRA adds to LoRA's parameters: how bitsandbytes quantises the base model."""
+
     bits: Literal[4, 8] = 4
     quant_type: Literal["nf4", "fp4"] = "nf4"
     double_quant: bool = True
     compute_dtype: Literal["float32", "bfloat16", "float16"] = "float32"
-    r: int = 8
-    alpha: float | None = None
-    dropout: float = 0.0
-    target_modules: str | list[str] = "all-linear"
-    use_rslora: bool = False
-    use_dora: bool = False
-    extra: dict = field(default_factory=dict)
 
-    def __post_init__(self):
-        if self.r < 1:
-            raise ValueError(f"r (LoRA rank) must be >= 1, got {self.r}")
-        if not 0 <= self.dropout <= 1:
-            raise ValueError(f"dropout is a probability, in [0, 1]; got {self.dropout}")
+
+@dataclass(frozen=True)
+class QLoRAParams(LoRAParams, Quantisation):
+    """LoRA's parameters (and their checks) plus the quantisation.
+
+    Quantisation is the second base on purpose: a dataclass's fields follow its bases from the last to the first,
+    so bits .. compute_dtype still come before r .. extra, the order of a qlora cell's params in results and in
+    `harness strategies` from before QLoRAParams inherited them."""
 
 
 def bitsandbytes_problem() -> str | None:
@@ -53,7 +51,7 @@ def bitsandbytes_problem() -> str | None:
 
 
 @register_strategy("qlora")
-class QLoRA:
+class QLoRA(PeftStrategy):
     Params = QLoRAParams
     defaults = TrainDefaults(learning_rate=2e-4)  # as in the QLoRA paper
 
@@ -84,6 +82,3 @@ class QLoRA:
 
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
         return get_peft_model(model, lora_config(model, params))
-
-    save = staticmethod(peft_save)
-    load = staticmethod(peft_load)

@@ -38,7 +38,7 @@ def probe(prefix: str) -> dict:
     cell = next(c for c in expand(load_matrix(suites / "smoke.yaml"), suites) if c.label.startswith(prefix))
     strategy = STRATEGIES.get(cell.strategy)()
     params = resolve_params(strategy.Params, cell.params)
-    load_kwargs = strategy.load_kwargs(params) if hasattr(strategy, "load_kwargs") else {}
+    load_kwargs = strategy.load_kwargs(params)
     memory = MemoryMonitor().start()
     model, tok = models.load(cell.model, Path(cell.root), **load_kwargs)
     model = strategy.prepare(model, params)

@@ -1,4 +1,7 @@
-"""A strategy from another package plugs in through the `harness.strategies` entry-point group."""
+"""A strategy from another package plugs in through the `harness.strategies` entry-point group.
+
+Its class follows the bare contract (no StrategyBase, no `check`, `load_kwargs` or `interpolated`): registration
+gives it those defaults. Its entry-point name is not a built-in's, or the built-in would be run instead."""
 
 from __future__ import annotations
 
@@ -26,9 +29,6 @@ class IA3:
     Params = IA3Params
     defaults = TrainDefaults(learning_rate=1e-2)
 
-    def check(self, model, params):
-        return None
-
     def prepare(self, model, params):
         from peft import IA3Config, get_peft_model
 
@@ -45,7 +45,7 @@ def test_out_of_tree_strategy_runs_in_a_matrix(tmp_path, monkeypatch, tiny_model
     (site / "my_ia3-0.1.dist-info").mkdir(parents=True)
     (site / "my_ia3.py").write_text(IA3_MODULE)
     (site / "my_ia3-0.1.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: my-ia3\nVersion: 0.1\n")
-    (site / "my_ia3-0.1.dist-info" / "entry_points.txt").write_text("[harness.strategies]\nia3 = my_ia3:IA3\n")
+    (site / "my_ia3-0.1.dist-info" / "entry_points.txt").write_text("[harness.strategies]\nmy_ia3 = my_ia3:IA3\n")
     monkeypatch.syspath_prepend(str(site))
 
     matrix = tmp_path / "m.yaml"
@@ -54,11 +54,16 @@ def test_out_of_tree_strategy_runs_in_a_matrix(tmp_path, monkeypatch, tiny_model
         models: {tiny_model_dir}
         data: {{path: {TINY_WORLD / 'data' / 'record'}}}
         budget: {{tokens: 400}}
-        strategies: [ia3]
+        strategies: [my_ia3]
         eval: {{suites: [perplexity], limit: 4}}
     """))
     assert main(["strategies"]) == 0
     out = tmp_path / "results"
     assert main(["run", "--matrix", str(matrix), "--out", str(out), "--in-process"]) == 0
-    ia3 = next(r for r in store.load_all(out) if r["label"] == "ia3")
+    from strategies.base import STRATEGIES, StrategyBase
+
+    plugin = STRATEGIES.get("my_ia3")
+    assert plugin.__module__ == "my_ia3" and not issubclass(plugin, StrategyBase)
+    assert plugin().load_kwargs(None) == {} and plugin().check(None, None) is None and plugin.not_interpolable is None
+    ia3 = next(r for r in store.load_all(out) if r["label"] == "my_ia3")
     assert ia3["status"] == "ok" and 0 < ia3["trainable_params"] < 2000 and ia3["usage"]["tokens"] == 400

@@ -22,7 +22,7 @@ def prepared(name: str, model_dir):
     """Base loaded as the cell loads it, its reference logits, then the prepared model."""
     strategy = STRATEGIES.get(name)()
     params = resolve_params(strategy.Params, CASES[name])
-    kwargs = strategy.load_kwargs(params) if hasattr(strategy, "load_kwargs") else {}
+    kwargs = strategy.load_kwargs(params)
     model, tok = load(ModelSpec(id=str(model_dir)), **kwargs)
     if reason := strategy.check(model, params):
         pytest.skip(reason)

@@ -5,13 +5,26 @@ methods start as the base model, and save -> load on a fresh base reproduces the
 from __future__ import annotations
 
 import copy
+import dataclasses
+import inspect
 
 import pytest
 import torch
 
 import strategies  # noqa: F401
 from harness.matrix import resolve_params
-from strategies.base import STRATEGIES, count_trainable
+from harness.registry import Registry
+from strategies.base import (
+    OPTIONAL,
+    REQUIRED,
+    STRATEGIES,
+    PeftStrategy,
+    Strategy,
+    StrategyBase,
+    TrainDefaults,
+    conform,
+    count_trainable,
+)
 
 V = 256
 ARCHS = {
@@ -135,6 +148,141 @@ def prepared(name: str, arch: str):
 def test_every_registered_strategy_is_covered():
     built_in = {n for n in STRATEGIES.names() if STRATEGIES.get(n).__module__.startswith("strategies.")}
     assert built_in - {"qlora"} == set(CASES)  # qlora has its own test below
+
+
+BUILT_IN = sorted(n for n in STRATEGIES.names() if STRATEGIES.get(n).__module__.startswith("strategies."))
+HOOKS = [n for n, _ in inspect.getmembers(Strategy) if not n.startswith("_")] + list(Strategy.__annotations__)
+
+
+def test_the_protocol_lists_every_hook_and_documents_it():
+    assert sorted(set(HOOKS)) == sorted(REQUIRED + OPTIONAL)
+    for name in ("load_kwargs", "check", "prepare", "save", "load", "interpolated"):
+        assert "Default" in getattr(Strategy, name).__doc__ or "Required" in getattr(Strategy, name).__doc__, name
+
+
+@pytest.mark.parametrize("name", BUILT_IN)
+def test_every_hook_returns_its_documented_type_on_the_tiny_model(name, tiny_model_dir, tmp_path):
+    """The registry-wide contract: each hook of the Protocol is there, called as the harness calls it."""
+    from harness.config import ModelSpec
+    from harness.models import load
+
+    cls = STRATEGIES.get(name)
+    assert issubclass(cls, StrategyBase) and all(hasattr(cls, hook) for hook in HOOKS)
+    assert dataclasses.is_dataclass(cls.Params) and isinstance(cls.defaults, TrainDefaults)
+    assert cls.not_interpolable is None or (isinstance(cls.not_interpolable, str) and cls.not_interpolable)
+    strategy = cls()
+    params = resolve_params(cls.Params, CASES.get(name, ({"r": 4},))[0])
+    kwargs = strategy.load_kwargs(params)
+    assert isinstance(kwargs, dict)
+    model, _ = load(ModelSpec(id=str(tiny_model_dir)), **kwargs)
+    reason = strategy.check(model, params)
+    assert reason is None or (isinstance(reason, str) and reason)
+    if reason:  # qlora where bitsandbytes cannot quantise: the reason is the whole answer
+        assert name == "qlora", reason
+        return
+    model = strategy.prepare(model, params)
+    assert isinstance(model, torch.nn.Module) and count_trainable(model) > 0
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    picked = [strategy.interpolated(n) for n in names]
+    assert all(isinstance(b, bool) for b in picked)
+    assert any(picked) or cls.not_interpolable  # a blend that moves nothing would be the tuned model at every a
+    assert strategy.save(model, tmp_path / "saved") is None
+    reloaded = strategy.load(load(ModelSpec(id=str(tiny_model_dir)), **kwargs)[0], tmp_path / "saved")
+    assert isinstance(reloaded, torch.nn.Module)
+
+
+def test_the_base_gives_the_optional_hooks_their_defaults():
+    @dataclasses.dataclass(frozen=True)
+    class P:
+        pass
+
+    class Minimal(PeftStrategy):
+        Params, defaults = P, TrainDefaults(learning_rate=1e-3)
+
+        def prepare(self, model, params):
+            return model
+
+    s = conform(Minimal)()
+    assert (s.load_kwargs(P()), s.check(None, P()), s.interpolated("any.weight"), s.not_interpolable) == (
+        {}, None, True, None)
+
+    class Abstract(StrategyBase):  # save and load left out, and no PeftStrategy to give them
+        Params, defaults = P, TrainDefaults(learning_rate=1e-3)
+
+        def prepare(self, model, params):
+            return model
+
+    with pytest.raises(TypeError, match="load, save"):
+        conform(Abstract)
+
+
+def test_registration_fills_a_bare_plugin_class_and_refuses_an_incomplete_one():
+    """Out-of-tree strategies need not inherit StrategyBase: registering one (decorator or entry point) checks the
+    required hooks and gives it the optional ones' defaults, in place, so the registered object is the class."""
+    @dataclasses.dataclass(frozen=True)
+    class P:
+        pass
+
+    class Bare:
+        Params, defaults = P, TrainDefaults(learning_rate=1e-3)
+
+        def prepare(self, model, params):
+            return model
+
+        def save(self, model, path):
+            pass
+
+        def load(self, base, path):
+            return base
+
+        def interpolated(self, name):  # its own hook stays
+            return name.endswith("B")
+
+    registry = Registry("strategy", conform=conform)
+    assert registry.register("bare")(Bare) is Bare and registry.get("bare") is Bare
+    assert not issubclass(Bare, StrategyBase)
+    s = Bare()
+    assert (s.load_kwargs(P()), s.check(None, P()), Bare.not_interpolable) == ({}, None, None)
+    assert s.interpolated("lora_B") and not s.interpolated("lora_A")
+
+    class NoLoad:
+        Params, defaults = P, TrainDefaults(learning_rate=1e-3)
+
+        def prepare(self, model, params):
+            return model
+
+        save = prepare
+
+    with pytest.raises(TypeError, match="lacks load"):
+        registry.register("noload")(NoLoad)
+
+    class BadReason(Bare):
+        not_interpolable = True
+
+    with pytest.raises(TypeError, match="not_interpolable"):
+        registry.register("badreason")(BadReason)
+
+    class NotADataclass(Bare):
+        Params = dict
+
+    with pytest.raises(TypeError, match="Params must be a dataclass"):
+        registry.register("notadataclass")(NotADataclass)
+    assert registry.names() == ["bare"]
+
+
+def test_qlora_params_are_lora_params_plus_the_quantisation_in_their_old_order():
+    """QLoRAParams subclasses LoRAParams; its fields, defaults and their order (a cell's params, in results) are
+    what they were when it repeated LoRA's fields after its own."""
+    from strategies.lora import LoRAParams
+    from strategies.qlora import QLoRAParams
+
+    assert issubclass(QLoRAParams, LoRAParams)
+    assert list(dataclasses.asdict(QLoRAParams()).items()) == [
+        ("bits", 4), ("quant_type", "nf4"), ("double_quant", True), ("compute_dtype", "float32"), ("r", 8),
+        ("alpha", None), ("dropout", 0.0), ("target_modules", "all-linear"), ("use_rslora", False),
+        ("use_dora", False), ("extra", {})]
+    with pytest.raises(ValueError, match="LoRA rank"):  # LoRA's checks hold for QLoRA too
+        QLoRAParams(r=0)
 
 
 @pytest.mark.parametrize("arch", ["llama", "qwen2", "gpt2"])
