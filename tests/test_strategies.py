@@ -37,7 +37,8 @@ ARCHS = {
     "qwen2": lambda: __import__("transformers").Qwen2Config(
         vocab_size=V, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
         num_key_value_heads=2),
-    "gpt2": lambda: __import__("transformers").GPT2Config(vocab_size=V, n_embd=64, n_layer=2, n_head=4, n_positions=128),
+    "gpt2": lambda: __import__("transformers").GPT2Config(vocab_size=V, n_embd=64, n_layer=2, n_head=4,
+                                                          n_positions=128),
 }
 # strategy -> (params, starts exactly as the base model)
 CASES = {
@@ -317,7 +318,8 @@ def test_lora_merge_matches_and_attention_only_targets_fewer():
         before = model(input_ids=ids).logits
         merged = model.merge_and_unload()(input_ids=ids).logits
     assert (before - merged).abs().max() < 1e-5
-    attn = STRATEGIES.get("lora")().prepare(make_base("llama"), resolve_params(strategy.Params, {"r": 4, "target_modules": "attention"}))
+    attention = resolve_params(strategy.Params, {"r": 4, "target_modules": "attention"})
+    attn = STRATEGIES.get("lora")().prepare(make_base("llama"), attention)
     assert count_trainable(attn) == 2 * 4 * 4 * (64 + 64)  # q, k, v, o in 2 layers
 
 
