@@ -70,6 +70,7 @@ def _run_cell(cell: Cell, results_dir: Path, progress, progress_file: Path | Non
         import strategies  # noqa: F401  (registers the built-ins)
         from harness.budget import MemoryMonitor
         from harness.data.prepare import epochs, prepare_train
+        from harness.distributed import NotSharded
         from harness.evals import inference, sanity
         from harness.evals.evaluate import run_suites
         from harness.evals.perplexity import fingerprint
@@ -116,11 +117,17 @@ def _run_cell(cell: Cell, results_dir: Path, progress, progress_file: Path | Non
         with clock.phase("data"):
             examples = prepare_train(cell, tok, results_dir, progress)
         progress(f"  train {cell.label}: {len(examples)} examples, {cell.budget['tokens']:,} tokens")
-        model, usage, trials = fit(cell, strategy, params, model, tok, examples,
-                                   lambda: models.load(cell.model, root, **load_kwargs)[0], memory, progress_file,
-                                   clock=clock, packing=cell.data.packing,
-                                   tracking=tracking.trainer_kwargs(results_dir, cell.label),
-                                   snapshot_dir=scratch / "checkpoints" if scratch and cell.eval.checkpoints else None)
+        try:
+            model, usage, trials = fit(cell, strategy, params, model, tok, examples,
+                                       lambda: models.load(cell.model, root, **load_kwargs)[0], memory,
+                                       progress_file, clock=clock, packing=cell.data.packing,
+                                       tracking=tracking.trainer_kwargs(results_dir, cell.label),
+                                       snapshot_dir=(scratch / "checkpoints" if scratch and cell.eval.checkpoints
+                                                     else None))
+        except NotSharded as e:  # every rank found it; rank 0 stores the reason
+            if int(os.environ.get("RANK", "0")) != 0:
+                return None
+            return _finish(results_dir, result, "failed", f"train.distributed {cell.train.backend}: {e}", clock)
         taken = usage.pop("snapshots", [])
         usage["epochs"] = epochs(results_dir, cell)
         if int(os.environ.get("RANK", "0")) != 0:

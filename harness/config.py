@@ -108,6 +108,41 @@ class BudgetSpec(_Spec):
     max_memory_mb: PositiveFloat | None = None  # cap on peak memory above the pre-load baseline (see memory.py)
 
 
+class FsdpSpec(_Spec):
+    """torch's FSDP2 (`fully_shard` on each decoder layer, then the root); see harness/distributed.py."""
+
+    reshard_after_forward: bool = True  # free the gathered layer after forward (ZeRO-3); False keeps it (ZeRO-2)
+    activation_checkpointing: bool = False  # recompute each layer's activations in backward (non-reentrant)
+    cpu_offload: bool = False  # parameters, gradients and optimizer states in CPU memory (CUDA only)
+    mixed_precision: Literal["none", "bf16"] = "none"  # bf16: layers compute and all-gather in bf16, reduce in fp32
+
+
+class DeepSpeedSpec(_Spec):
+    config: dict[str, Any] | str  # a DeepSpeed config (or a JSON file, relative to the matrix) given to Trainer
+
+
+class DistributedSpec(_Spec):
+    """How a cell trains on several processes: which backend, and on how many nodes (torchrun's rendezvous)."""
+
+    backend: Literal["ddp", "fsdp", "deepspeed"] = "ddp"  # ddp: full copies on every rank (train.nproc_per_node)
+    nnodes: PositiveInt = 1  # >1: torchrun --nnodes with a c10d rendezvous at rdzv_endpoint (same command per node)
+    rdzv_endpoint: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._\-\[\]:]+:[0-9]+$")  # host:port
+    fsdp: FsdpSpec = FsdpSpec()
+    deepspeed: DeepSpeedSpec | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if self.nnodes > 1 and not self.rdzv_endpoint:
+            raise ValueError("distributed.nnodes > 1 needs distributed.rdzv_endpoint (host:port of node 0)")
+        if self.backend == "deepspeed" and self.deepspeed is None:
+            raise ValueError("distributed.backend deepspeed needs distributed.deepspeed.config (a dict or JSON file)")
+        if self.backend != "deepspeed" and self.deepspeed is not None:
+            raise ValueError(f"distributed.deepspeed is read by backend deepspeed only, not {self.backend}")
+        if self.backend != "fsdp" and self.fsdp != FsdpSpec():
+            raise ValueError(f"distributed.fsdp options are read by backend fsdp only, not {self.backend}")
+        return self
+
+
 class TrainSpec(_Spec):
     batch_size: PositiveInt = 8
     learning_rate: PositiveFloat | None = None  # None: each strategy's own default
@@ -116,6 +151,39 @@ class TrainSpec(_Spec):
     lr_scheduler: Literal["constant", "linear", "cosine"] = "linear"
     bf16: bool | None = None  # bf16 autocast; None: on CUDA devices that support it, never on CPU
     nproc_per_node: PositiveInt = 1  # >1: the cell trains under torchrun DDP (gloo on CPU, nccl on GPU)
+    # None (left out of the dump, so cells of older matrices keep their ids): DDP as nproc_per_node says
+    distributed: DistributedSpec | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _nproc_alias(cls, raw: Any) -> Any:
+        """distributed.nproc_per_node is an alias of train.nproc_per_node, kept in one place (the latter)."""
+        if isinstance(raw, dict) and isinstance(raw.get("distributed"), dict) and "nproc_per_node" in raw[
+                "distributed"]:
+            dist = dict(raw["distributed"])
+            n = dist.pop("nproc_per_node")
+            if "nproc_per_node" in raw and raw["nproc_per_node"] != n:
+                raise ValueError(f"train.nproc_per_node {raw['nproc_per_node']} and distributed.nproc_per_node {n} "
+                                 "differ; give one")
+            raw = {**raw, "nproc_per_node": n, "distributed": dist}
+        return raw
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler):
+        """distributed is left out of the dump while unset, so every cell of an older matrix keeps its id."""
+        out = handler(self)
+        if self.distributed is None:
+            out.pop("distributed", None)
+        return out
+
+    @property
+    def backend(self) -> str:
+        return self.distributed.backend if self.distributed else "ddp"
+
+    @property
+    def world(self) -> int:
+        """Processes the cell trains on: nproc_per_node on each of nnodes."""
+        return self.nproc_per_node * (self.distributed.nnodes if self.distributed else 1)
 
 
 class StrategyEntry(_Spec):

@@ -184,7 +184,9 @@ def expand(spec: MatrixSpec, root: Path) -> list[Cell]:
                           **common))
         for entry, seed in itertools.product(spec.strategies, spec.seeds):
             cls = STRATEGIES.get(entry.name)
-            train = spec.train.model_copy(update=(entry.train.model_dump(exclude_unset=True) if entry.train else {}))
+            # the attributes, not a dump: a nested section (train.distributed) stays a model, not a dict
+            train = spec.train.model_copy(update={k: getattr(entry.train, k) for k in entry.train.model_fields_set}
+                                          if entry.train else {})
             if train.learning_rate is None:
                 train = train.model_copy(update={"learning_rate": cls.defaults.learning_rate})
             for point in _sweeps(cls.Params, entry.params):

@@ -80,6 +80,7 @@ def check(path: Path, skip_bad_rows: bool = False) -> tuple[MatrixSpec, list[str
         problems += _data(parts["data"], parts.get("eval"), models, root, source, warnings)
     if {"strategies", "train"} <= parts.keys():
         warnings += _learning_rates(parts, models)
+        problems += _distributed(parts, root, source)
     if problems:
         raise ConfigError("\n".join(problems))
     assert spec is not None  # no problems: the schema held
@@ -371,3 +372,50 @@ def save(results_dir: Path, matrix: str, warnings: list[str]) -> None:
     write_json_atomic(Path(results_dir) / FILE, {
         "matrix": matrix, "checked_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "warnings": warnings})
+
+
+# Strategies that cannot train under FSDP2 here, with the reason (harness/distributed.py; tests/test_fsdp.py).
+FSDP_REFUSED = {
+    "qlora": "QLoRA's 4-bit weights (bitsandbytes) cannot be sharded by FSDP2 on CPU",
+}
+
+
+def _distributed(parts: dict, root: Path, source: str) -> list[str]:
+    """train.distributed combinations that cannot work, each with its reason (matrix-wide and per strategy)."""
+    import torch
+
+    from harness import distributed
+
+    problems, seen = [], set()
+    base = parts["train"]
+    for i, entry in enumerate(parts["strategies"]):
+        train = base.model_copy(update={k: getattr(entry.train, k) for k in entry.train.model_fields_set}
+                                if entry.train else {})
+        where = "train.distributed" if not (entry.train and "distributed" in entry.train.model_fields_set) else \
+            f"strategies[{i}].train.distributed"
+        d = train.distributed
+        if d is None or d.backend == "ddp" and train.world < 2:
+            continue
+        said = []
+        if train.world < 2:
+            said.append(f"backend {d.backend} shards over several processes: set train.nproc_per_node (or "
+                        "distributed.nnodes) so that there are at least 2")
+        if d.backend == "deepspeed":
+            said.append(distributed.deepspeed_problem(d.deepspeed.config, root))
+            if not distributed.deepspeed_installed():
+                said.append("backend deepspeed: the deepspeed package is not installed here (pip install deepspeed)")
+        if d.backend == "fsdp":
+            if entry.name in FSDP_REFUSED and not (entry.name == "qlora" and torch.cuda.is_available()):
+                said.append(f"backend fsdp cannot train {entry.name}: {FSDP_REFUSED[entry.name]}")
+            if d.fsdp.cpu_offload and not torch.cuda.is_available():
+                said.append("fsdp.cpu_offload moves GPU memory to the CPU; there is no CUDA device here")
+            if (parts.get("tuning") and parts["tuning"].lr_multipliers):
+                said.append("backend fsdp: the learning-rate search (tuning.lr_multipliers) is not supported yet")
+            ev = parts.get("eval")
+            if ev is not None and ev.checkpoints:
+                said.append("backend fsdp: eval.checkpoints (snapshots while training) are not supported yet")
+        for why in filter(None, said):
+            if (where, why) not in seen:
+                seen.add((where, why))
+                problems.append(f"{source}: {where}: {why}")
+    return problems

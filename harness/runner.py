@@ -93,14 +93,20 @@ def cell_command(cell: Cell, spec_file: Path, results_dir: Path) -> list[str]:
     """
     args = ["-m", "harness.cell", str(spec_file), str(results_dir)]
     if under_torchrun(cell):
-        return [sys.executable, "-m", "harness.procs", "torch.distributed.run", "--standalone",
+        dist = cell.train.distributed
+        if dist and dist.nnodes > 1:  # the same command on every node; c10d's rendezvous numbers the nodes
+            where = [f"--nnodes={dist.nnodes}", "--rdzv_backend=c10d", f"--rdzv_endpoint={dist.rdzv_endpoint}",
+                     f"--rdzv_id={cell.id}"]
+        else:
+            where = ["--standalone"]
+        return [sys.executable, "-m", "harness.procs", "torch.distributed.run", *where,
                 f"--nproc_per_node={cell.train.nproc_per_node}", *args]
     return [sys.executable, *args]
 
 
 def under_torchrun(cell: Cell) -> bool:
     """The cell trains on several processes (torchrun); every other cell is one process."""
-    return cell.train.nproc_per_node > 1 and cell.strategy != BASE
+    return cell.train.world > 1 and cell.strategy != BASE
 
 
 def _start_child(cell: Cell, spec_file: Path, results_dir: Path, child_env: dict, log: Path, zygote):

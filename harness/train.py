@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 from transformers import Trainer, TrainingArguments
 
+from harness import distributed
 from harness.budget import BudgetCallback, MemoryMonitor
 from harness.config import TrainSpec
 from harness.data import collator
@@ -49,24 +50,10 @@ def split_to_multiple(examples: list[dict], multiple: int) -> list[dict]:
     return out
 
 
-def train(model, tok, examples: list[dict], spec: TrainSpec, budget: dict, seed: int, workdir: Path | None = None,
-          memory: MemoryMonitor | None = None, progress_file: Path | None = None, trial: str = "",
-          packing: bool = False, tracking: dict | None = None, snapshot_at: list[float] | None = None,
-          snapshot_dir: Path | None = None) -> dict:
-    """One pass over `examples` (already budgeted); returns what the run consumed.
-
-    `memory`, started before the model was loaded, makes peak_memory_mb include the weights.
-    `snapshot_at` (fractions of the token budget) writes the trained part to `snapshot_dir` when the run reaches
-    each (harness.snapshots); usage["snapshots"] lists them, their time and memory left out of the run's.
-    """
-    data_collator, counting = collator(tok, packing, model)  # the data layer decides padding vs packing
-    world = world_size()
-    if world > 1:
-        examples = split_to_multiple(examples, spec.batch_size * world)
-    steps = math.ceil(len(examples) / (spec.batch_size * world))
-    own_workdir = workdir is None  # Trainer wants an output folder; with save_strategy "no" nothing in it is kept
-    workdir = workdir or Path(tempfile.mkdtemp(prefix="harness-train-"))
-    args = TrainingArguments(
+def training_kwargs(spec: TrainSpec, steps: int, seed: int, workdir: Path, counting: bool,
+                    tracking: dict | None = None, root: Path | None = None, world: int = 1) -> dict:
+    """What TrainingArguments gets for the cell; the deepspeed backend adds `deepspeed=` (its config as given)."""
+    kwargs = dict(
         output_dir=str(workdir), per_device_train_batch_size=spec.batch_size, max_steps=steps,
         learning_rate=spec.learning_rate, weight_decay=spec.weight_decay, warmup_steps=spec.warmup_steps,
         lr_scheduler_type=spec.lr_scheduler, seed=seed, data_seed=seed, use_cpu=not torch.cuda.is_available(),
@@ -75,6 +62,36 @@ def train(model, tok, examples: list[dict], spec: TrainSpec, budget: dict, seed:
         remove_unused_columns=False, disable_tqdm=True, logging_nan_inf_filter=False,  # the filter hides NaN
         **(tracking or {"report_to": "none"}),  # harness.tracking: off by default
     )
+    if world > 1 and spec.backend == "deepspeed":
+        kwargs["deepspeed"] = distributed.deepspeed_config(spec.distributed.deepspeed.config, root or Path.cwd())
+    return kwargs
+
+
+def train(model, tok, examples: list[dict], spec: TrainSpec, budget: dict, seed: int, workdir: Path | None = None,
+          memory: MemoryMonitor | None = None, progress_file: Path | None = None, trial: str = "",
+          packing: bool = False, tracking: dict | None = None, snapshot_at: list[float] | None = None,
+          snapshot_dir: Path | None = None, root: Path | None = None) -> dict:
+    """One pass over `examples` (already budgeted); returns what the run consumed.
+
+    `memory`, started before the model was loaded, makes peak_memory_mb include the weights.
+    `snapshot_at` (fractions of the token budget) writes the trained part to `snapshot_dir` when the run reaches
+    each (harness.snapshots); usage["snapshots"] lists them, their time and memory left out of the run's.
+    Under train.distributed fsdp the model is sharded in place (harness.distributed; `full_model` gathers it back);
+    usage["per_rank"] lists what each rank held. `root` resolves a relative deepspeed config file.
+    """
+    data_collator, counting = collator(tok, packing, model)  # the data layer decides padding vs packing
+    world = world_size()
+    if world > 1:
+        examples = split_to_multiple(examples, spec.batch_size * world)
+    steps = math.ceil(len(examples) / (spec.batch_size * world))
+    own_workdir = workdir is None  # Trainer wants an output folder; with save_strategy "no" nothing in it is kept
+    workdir = workdir or Path(tempfile.mkdtemp(prefix="harness-train-"))
+    backend = spec.backend if world > 1 else "ddp"
+    if backend == "deepspeed" and not distributed.deepspeed_installed():
+        raise RuntimeError("distributed.backend deepspeed: the deepspeed package is not installed here")
+    args = TrainingArguments(**training_kwargs(spec, steps, seed, workdir, counting, tracking, root, world))
+    if backend == "fsdp":  # after TrainingArguments, which starts the process group
+        model = distributed.shard(model, spec.distributed.fsdp)
     own_monitor = memory is None
     memory = memory or MemoryMonitor().start()
     callback = BudgetCallback(budget["tokens"], budget.get("max_seconds"), budget.get("max_memory_mb"), memory,
@@ -82,10 +99,15 @@ def train(model, tok, examples: list[dict], spec: TrainSpec, budget: dict, seed:
     callbacks = [callback]
     if snapshot_at:
         callbacks.append(SnapshotCallback(snapshot_at, budget["tokens"], snapshot_dir, callback))
+    check = distributed.ShardCheck(world) if backend in ("fsdp", "deepspeed") else None
+    grads = distributed.GradBytes(model)
+    callbacks += [grads, *([check] if check else [])]
     trainer = Trainer(
         model=model, args=args, train_dataset=examples, processing_class=tok, callbacks=callbacks,
         data_collator=data_collator,
     )
+    if check:
+        check.trainer = trainer
     try:
         trainer.train()
     finally:
@@ -93,6 +115,10 @@ def train(model, tok, examples: list[dict], spec: TrainSpec, budget: dict, seed:
             memory.stop()
         if own_workdir:
             shutil.rmtree(workdir, ignore_errors=True)
+    mine = {"rank": distributed.rank(), **distributed.local_bytes(trainer.model_wrapped, trainer.optimizer,
+                                                                  grads.bytes),
+            "peak_rss_mb": round(memory.peak_rss_mb, 1)}
+    per_rank = distributed.gather(mine) if world > 1 else [mine]
     state = trainer.state
     tokens = int(state.num_input_tokens_seen)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -106,6 +132,8 @@ def train(model, tok, examples: list[dict], spec: TrainSpec, budget: dict, seed:
         "peak_rss_mb": round(memory.peak_rss_mb, 1),
         "flops": training_flops(param_count(model), trainable, tokens),
         "world_size": world,
+        "backend": backend,
+        "per_rank": per_rank,  # what each rank held: parameter, gradient and optimizer-state bytes
         "loss_first": callback.losses[0] if callback.losses else None,
         "loss_last": callback.losses[-1] if callback.losses else None,
         "loss_curve": callback.losses,

@@ -115,11 +115,20 @@ def fit(cell, strategy, params, model, tok, examples: list[dict], reload_base: C
     writes its checkpoints (cell.eval.checkpoints) under it; usage["snapshots"] are the chosen run's."""
     clock = clock or Clock()
     at = [f for f in cell.eval.checkpoints or [] if f < 1] if snapshot_dir else None
+    sharded = cell.train.backend == "fsdp" and cell.train.world > 1
+    if sharded and (cell.lr_multipliers or at):
+        raise ValueError("train.distributed fsdp: the LR search and eval.checkpoints are not supported yet")
     if not cell.lr_multipliers:
         with clock.phase("train", "final"):
             usage = train(model, tok, examples, cell.train, cell.budget, cell.seed, memory=memory,
-                          progress_file=progress_file, snapshot_at=at, snapshot_dir=snapshot_dir, **train_kwargs)
+                          progress_file=progress_file, snapshot_at=at, snapshot_dir=snapshot_dir,
+                          root=Path(cell.root), **train_kwargs)
         memory.stop()
+        if sharded:  # rank 0 evaluates a plain model holding the trained weights, as a one-process cell would
+            from harness.distributed import full_model
+
+            with clock.phase("train", "gather"):
+                model = full_model(model, lambda: strategy.prepare(reload_base(), params))
         return model, usage, None
     from transformers import set_seed
 

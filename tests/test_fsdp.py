@@ -1,0 +1,246 @@
+"""train.distributed (issue 27): the schema, the torchrun command, deepspeed's pass-through, preflight's refusals,
+and FSDP2 on CPU under torchrun with 2 gloo ranks, its sharding verified (and Trainer's own fsdp= caught not
+sharding)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from harness.config import ConfigError, TrainSpec
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_the_distributed_block_parses_and_leaves_old_dumps_alone():
+    plain = TrainSpec(nproc_per_node=2)
+    assert "distributed" not in plain.model_dump() and plain.backend == "ddp" and plain.world == 2
+    fsdp = TrainSpec.model_validate({"distributed": {"backend": "fsdp", "nproc_per_node": 2}})
+    assert fsdp.nproc_per_node == 2 and fsdp.backend == "fsdp"  # the alias lands in train.nproc_per_node
+    assert fsdp.model_dump()["distributed"]["fsdp"]["reshard_after_forward"] is True
+    assert TrainSpec.model_validate_json(fsdp.model_dump_json()) == fsdp  # the cell file the child reads
+    multi = TrainSpec.model_validate({"nproc_per_node": 1, "distributed": {
+        "backend": "fsdp", "nnodes": 2, "rdzv_endpoint": "node0:29500"}})
+    assert multi.world == 2
+    for bad, why in [({"nproc_per_node": 2, "distributed": {"backend": "deepspeed"}}, "deepspeed.config"),
+                     ({"nproc_per_node": 3, "distributed": {"nproc_per_node": 2}}, "differ"),
+                     ({"nproc_per_node": 2, "distributed": {"nnodes": 2}}, "rdzv_endpoint"),
+                     ({"nproc_per_node": 2, "distributed": {"fsdp": {"cpu_offload": True}}}, "backend fsdp only"),
+                     ({"nproc_per_node": 2, "distributed": {"backend": "fsdp", "shard": 1}}, "Extra inputs")]:
+        with pytest.raises(ValueError, match=why):
+            TrainSpec.model_validate(bad)
+
+
+def _write(tmp_path: Path, model_dir, train: str, strategies: str = "[full]", extra: str = "") -> Path:
+    path = tmp_path / "m.yaml"
+    path.write_text(textwrap.dedent(f"""\
+        name: fsdp-test
+        models: ["{model_dir}"]
+        data: {{path: "{REPO / 'harness/zoo/tiny-world/data/record'}"}}
+        budget: {{tokens: 400}}
+        train: {train}
+        strategies: {strategies}
+        eval: {{suites: [perplexity], general_text: "{REPO / 'harness/zoo/tiny-world/data/general/test.jsonl'}",
+               limit: 4, inference: false}}
+        {extra}
+        """), encoding="utf-8")
+    return path
+
+
+def test_old_matrices_keep_their_cell_ids_and_overrides_stay_typed(tmp_path, tiny_model_dir):
+    from harness.config import load_matrix
+    from harness.matrix import expand
+
+    old = expand(load_matrix(_write(tmp_path, tiny_model_dir, "{nproc_per_node: 2}")), tmp_path)
+    assert all("distributed" not in c.model_dump()["train"] for c in old)
+    path = _write(tmp_path, tiny_model_dir, "{nproc_per_node: 2}",
+                  "[full, {name: lora, train: {distributed: {backend: fsdp}}}]")
+    cells = expand(load_matrix(path), tmp_path)
+    assert [c.id for c in cells[:2]] == [c.id for c in old]  # base and full: the same ids as before the key
+    assert cells[2].train.backend == "fsdp" and cells[2].train.distributed.fsdp.mixed_precision == "none"
+
+
+def test_cell_command_compiles_the_rendezvous(tmp_path, tiny_model_dir):
+    from harness.config import load_matrix
+    from harness.matrix import expand
+    from harness.runner import cell_command
+
+    one = expand(load_matrix(_write(tmp_path, tiny_model_dir, "{nproc_per_node: 2, distributed: {backend: fsdp}}")),
+                 tmp_path)[1]
+    cmd = cell_command(one, Path("c.json"), Path("out"))
+    assert "--standalone" in cmd and "--nproc_per_node=2" in cmd
+    multi = expand(load_matrix(_write(tmp_path, tiny_model_dir, "{nproc_per_node: 4, distributed: {backend: fsdp, "
+                                                                 "nnodes: 2, rdzv_endpoint: 'node0:29500'}}")),
+                   tmp_path)[1]
+    cmd = cell_command(multi, Path("c.json"), Path("out"))
+    assert "--standalone" not in cmd and {"--nnodes=2", "--rdzv_backend=c10d", "--rdzv_endpoint=node0:29500",
+                                          "--nproc_per_node=4", f"--rdzv_id={multi.id}"} <= set(cmd)
+
+
+def test_deepspeed_config_is_validated_and_passed_to_training_arguments(tmp_path):
+    from harness.distributed import deepspeed_problem
+    from harness.train import training_kwargs
+
+    good = {"zero_optimization": {"stage": 2}, "train_micro_batch_size_per_gpu": "auto"}
+    assert deepspeed_problem(good, tmp_path) is None
+    (tmp_path / "ds.json").write_text(json.dumps(good), encoding="utf-8")
+    assert deepspeed_problem("ds.json", tmp_path) is None
+    (tmp_path / "bad.json").write_text("{stage: 2", encoding="utf-8")
+    assert "not JSON" in deepspeed_problem("bad.json", tmp_path)
+    assert "cannot read" in deepspeed_problem("missing.json", tmp_path)
+    assert "0, 1, 2 or 3" in deepspeed_problem({"zero_optimization": {"stage": 4}}, tmp_path)
+    assert "0, 1, 2 or 3" in deepspeed_problem({}, tmp_path)
+    spec = TrainSpec.model_validate({"nproc_per_node": 2, "distributed": {"backend": "deepspeed",
+                                                                          "deepspeed": {"config": "ds.json"}}})
+    kwargs = training_kwargs(spec, 10, 0, tmp_path / "w", True, root=tmp_path, world=2)
+    assert kwargs["deepspeed"] == str(tmp_path / "ds.json")
+    spec = spec.model_copy(update={"distributed": spec.distributed.model_copy(
+        update={"deepspeed": spec.distributed.deepspeed.model_copy(update={"config": good})})})
+    assert training_kwargs(spec, 10, 0, tmp_path / "w", True, root=tmp_path, world=2)["deepspeed"] == good
+    assert "deepspeed" not in training_kwargs(TrainSpec(nproc_per_node=2), 10, 0, tmp_path, True, world=2)
+
+
+def test_preflight_refuses_what_cannot_work_with_the_reason(tmp_path, tiny_model_dir):
+    from harness.distributed import deepspeed_installed
+    from harness.preflight import check
+
+    (tmp_path / "ds.json").write_text(json.dumps({"zero_optimization": {"stage": 5}}), encoding="utf-8")
+    path = _write(tmp_path, tiny_model_dir, "{nproc_per_node: 2, distributed: {backend: deepspeed, "
+                                            "deepspeed: {config: ds.json}}}")
+    with pytest.raises(ConfigError) as e:
+        check(path)
+    assert "zero_optimization.stage must be 0, 1, 2 or 3, not 5" in str(e.value)
+    assert ("deepspeed package is not installed" in str(e.value)) != deepspeed_installed()
+    path = _write(tmp_path, tiny_model_dir, "{nproc_per_node: 2, distributed: {backend: fsdp}}",
+                  "[full, {name: qlora, params: {r: 4}}]", extra="tuning: {lr_multipliers: [0.5, 2.0]}")
+    with pytest.raises(ConfigError) as e:
+        check(path)
+    text = str(e.value)
+    assert "tuning.lr_multipliers" in text
+    import torch
+
+    assert ("cannot train qlora" in text) != torch.cuda.is_available()
+    path = _write(tmp_path, tiny_model_dir, "{nproc_per_node: 2, distributed: {backend: fsdp}}",
+                  "[full, {name: lora, params: {r: 4}}, {name: dora, params: {r: 4}}, prefix, prompt]")
+    check(path)  # each of these trains under FSDP2 on CPU (tests below, benchmarks/fsdp_vs_ddp.py)
+    with pytest.raises(ConfigError, match="at least 2"):
+        check(_write(tmp_path, tiny_model_dir, "{distributed: {backend: fsdp}}"))
+
+
+def test_the_check_names_a_ddp_wrapped_model_as_not_sharded(tiny_model, monkeypatch):
+    import torch
+    import torch.distributed as dist
+
+    from harness.distributed import local_fraction, sharding_problem
+
+    model, _ = tiny_model
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", "29581")
+    dist.init_process_group("gloo", rank=0, world_size=1)
+    try:
+        ddp = torch.nn.parallel.DistributedDataParallel(model)
+        assert local_fraction(ddp) == 1.0
+        assert "DistributedDataParallel" in sharding_problem(ddp, 2, [1.0, 1.0])
+        assert "holds 1.000, 1.000" in sharding_problem(model, 2, [1.0, 1.0])
+        assert sharding_problem(model, 2, [0.5, 0.5]) is None
+    finally:
+        dist.destroy_process_group()
+
+
+WORKER = """
+import json, sys
+from pathlib import Path
+import strategies  # noqa: F401
+from transformers import set_seed
+from harness.config import DataSpec, ModelSpec, TrainSpec
+from harness.data import budgeted, encode, load_split
+from harness.distributed import full_model, rank, NotSharded
+from harness.matrix import resolve_params
+from harness.models import load
+from harness.train import train
+from strategies.base import STRATEGIES
+
+model_dir, mode, strategy, params, out = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4]), sys.argv[5]
+world = Path(sys.argv[6])
+set_seed(0)
+strat = STRATEGIES.get(strategy)()
+p = resolve_params(strat.Params, params)
+model, tok = load(ModelSpec(id=model_dir))
+model = strat.prepare(model, p)
+rows = load_split(DataSpec(path=str(world / "data" / "record")), world, "train")[:60]
+examples = budgeted([encode(tok, r, 256) for r in rows], 777, seed=0)
+if mode == "trainer-fsdp":  # transformers' own fsdp= on CPU, checked by the harness
+    import harness.train as ht
+    from transformers import Trainer, TrainingArguments
+    from harness.data import collator
+    from harness.distributed import ShardCheck
+    args = TrainingArguments(**ht.training_kwargs(TrainSpec(batch_size=4, learning_rate=1e-3), 3, 0,
+                                                  Path(out).parent / "w", True), fsdp="full_shard")
+    check = ShardCheck(2)
+    trainer = Trainer(model=model, args=args, train_dataset=examples, data_collator=collator(tok, False, model)[0],
+                      callbacks=[check])
+    check.trainer = trainer
+    try:
+        trainer.train()
+        result = {"caught": None}
+    except NotSharded as e:
+        result = {"caught": str(e), "wrapped": type(trainer.model_wrapped).__name__}
+else:
+    spec = TrainSpec.model_validate({"batch_size": 4, "learning_rate": 1e-3, "nproc_per_node": 2,
+                                     "distributed": {"backend": mode}})
+    usage = train(model, tok, examples, spec, {"tokens": 777}, 0)
+    if mode == "fsdp":
+        model = full_model(model, lambda: strat.prepare(load(ModelSpec(id=model_dir))[0], p))
+    import torch
+    b = examples[0]
+    with torch.no_grad():
+        loss = model(input_ids=torch.tensor([b["input_ids"]]), labels=torch.tensor([b["labels"]])).loss.item() \\
+            if rank() == 0 else None
+    result = {**{k: usage[k] for k in ("tokens", "loss_curve", "per_rank", "backend")}, "loss": loss,
+              "dtensors": sum(type(p).__name__ == "DTensor" for p in model.parameters()) if rank() == 0 else None}
+if rank() == 0:
+    Path(out).write_text(json.dumps(result))
+"""
+
+
+def _torchrun(tmp_path, model_dir, mode, strategy="full", params=None) -> dict:
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER, encoding="utf-8")
+    out = tmp_path / f"{mode}-{strategy}.json"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           str(script), str(model_dir), mode, strategy, json.dumps(params or {}), str(out),
+                           str(REPO / "harness/zoo/tiny-world")], env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0 and out.is_file(), done.stderr[-3000:]
+    return json.loads(out.read_text())
+
+
+@pytest.mark.slow
+def test_trainers_own_fsdp_on_cpu_does_not_shard_and_the_harness_says_so(tmp_path, tiny_model_dir):
+    result = _torchrun(tmp_path, tiny_model_dir, "trainer-fsdp")
+    assert result["wrapped"] == "DistributedDataParallel"
+    assert "silently did not shard" in result["caught"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy,params", [("full", {}), ("lora", {"r": 4})])
+def test_fsdp_shards_half_per_rank_and_matches_ddp(tmp_path, tiny_model_dir, strategy, params):
+    ddp = _torchrun(tmp_path, tiny_model_dir, "ddp", strategy, params)
+    fsdp = _torchrun(tmp_path, tiny_model_dir, "fsdp", strategy, params)
+    assert ddp["tokens"] == fsdp["tokens"] == 777  # the budget exact across ranks
+    assert fsdp["backend"] == "fsdp" and [r["rank"] for r in fsdp["per_rank"]] == [0, 1]
+    assert [r["local_fraction"] for r in fsdp["per_rank"]] == [0.5, 0.5]
+    assert [r["local_fraction"] for r in ddp["per_rank"]] == [1.0, 1.0]
+    held = [(r["param_bytes"], r["grad_bytes"], r["optim_bytes"]) for r in fsdp["per_rank"]]
+    full = [(r["param_bytes"], r["grad_bytes"], r["optim_bytes"]) for r in ddp["per_rank"]]
+    for mine, whole in zip(held, full):
+        assert all(m * 2 == pytest.approx(w, rel=0.02) for m, w in zip(mine, whole)), (mine, whole)
+    assert fsdp["loss_curve"] == pytest.approx(ddp["loss_curve"], rel=1e-4)
+    assert fsdp["dtensors"] == 0 and fsdp["loss"] == pytest.approx(ddp["loss"], rel=1e-4)  # gathered on rank 0
