@@ -83,16 +83,16 @@ def cmd_run(args) -> int:
     path = resolve_matrix_path(args.matrix)
     spec, warnings = _preflight(path, args.skip_bad_rows)
     noise = noise_from(spec, path)
+    out = Path(args.out) if args.out else Path("results") / spec.name
     if args.dry_run:
-        from harness.plan import render_plan
+        from harness.plan import dry_run
 
-        print(render_plan(spec, path.resolve().parent))
+        dry_run(spec, path.resolve().parent, out)  # the libraries' own output goes to a log, not the terminal
         return 0
     from harness.models import prepare
 
     for model in spec.models:  # fetch or convert once here, before cells start in their own processes
         prepare(model, path.resolve().parent)
-    out = Path(args.out) if args.out else Path("results") / spec.name
     try:
         results = run_matrix(spec, path.resolve().parent, out, rerun=args.rerun, isolate=not args.in_process,
                              executor=args.executor, base_cache=not args.no_base_cache)

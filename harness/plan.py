@@ -5,16 +5,24 @@ The memory estimate (harness.memory) uses the longest training example as the pa
 length, since the batch holding it sets the peak; when the data or tokenizer cannot be
 read, the matrix's max_length.
 
-    print(render_plan(load_matrix(Path("matrices/smoke.yaml")), Path("suites")))
+Making the estimate builds each cell's model and strategy in this process, and the libraries
+print as they load (bitsandbytes' kernel notice, transformers' and peft's warnings): `dry_run`
+keeps that in a log, as a run keeps it in logs/zygote.log and each cell's log, and the terminal
+shows the plan alone.
+
+    print(render_plan(load_matrix(Path("matrices/smoke.yaml")), Path("matrices")))
+    dry_run(spec, Path("matrices"), Path("results/smoke"))   # `harness run --dry-run`
 """
 
 from __future__ import annotations
 
+import os
+import sys
+import tempfile
 from pathlib import Path
 
 from harness.config import MatrixSpec
 from harness.matrix import BASE, expand
-from harness.memory import estimate
 
 
 def longest_example(spec: MatrixSpec, root: Path, model_id: str) -> int | None:
@@ -34,6 +42,8 @@ def longest_example(spec: MatrixSpec, root: Path, model_id: str) -> int | None:
 
 
 def render_plan(spec: MatrixSpec, root: Path) -> str:
+    from harness.memory import estimate  # here, not at import: it loads transformers, peft and bitsandbytes
+
     cells = expand(spec, root)
     b = spec.budget
     trials = spec.tuning.lr_multipliers if spec.tuning else None
@@ -72,3 +82,36 @@ def render_plan(spec: MatrixSpec, root: Path) -> str:
 
     lines += ["", *power_lines(spec, root, cells)]
     return "\n".join(lines)
+
+
+def _log_file(spec: MatrixSpec, results_dir: Path) -> Path:
+    """results_dir/logs/dry-run.log where the results folder exists and is writable; else a new temporary file
+    (a dry run creates no results folder)."""
+    if results_dir.is_dir():
+        try:
+            (results_dir / "logs").mkdir(exist_ok=True)
+            log = results_dir / "logs" / "dry-run.log"
+            log.open("w", encoding="utf-8").close()
+            return log
+        except OSError:
+            pass
+    fd, name = tempfile.mkstemp(prefix=f"harness-dry-run-{spec.name}-", suffix=".log")
+    os.close(fd)
+    return Path(name)
+
+
+def dry_run(spec: MatrixSpec, root: Path, results_dir: Path) -> None:
+    """Print the plan on stdout; what the libraries print while it is made goes to a log (`_log_file`), and
+    one line on stderr says where, when there was any (an empty log is removed)."""
+    from harness.procs import output_to
+
+    log = _log_file(spec, results_dir)
+    with output_to(log):
+        plan = render_plan(spec, root)
+    print(plan, flush=True)
+    text = log.read_text(encoding="utf-8", errors="replace")
+    if not text.strip():
+        log.unlink(missing_ok=True)
+        return
+    print(f"harness: note: the libraries printed {len(text.splitlines())} line(s) while the plan was made; "
+          f"they are in {log}", file=sys.stderr)

@@ -384,8 +384,6 @@ def _distributed(parts: dict, root: Path, source: str) -> list[str]:
     """train.distributed combinations that cannot work, each with its reason (matrix-wide and per strategy)."""
     import torch
 
-    from harness import distributed
-
     problems, seen = [], set()
     base = parts["train"]
     for i, entry in enumerate(parts["strategies"]):
@@ -401,6 +399,8 @@ def _distributed(parts: dict, root: Path, source: str) -> list[str]:
             said.append(f"backend {d.backend} shards over several processes: set train.nproc_per_node (or "
                         "distributed.nnodes) so that there are at least 2")
         if d.backend == "deepspeed":
+            from harness import distributed  # imports transformers: only where a matrix asks for deepspeed
+
             said.append(distributed.deepspeed_problem(d.deepspeed.config, root))
             if not distributed.deepspeed_installed():
                 said.append("backend deepspeed: the deepspeed package is not installed here (pip install deepspeed)")

@@ -13,6 +13,8 @@ instead of racing it.
     die_with_parent()                            # first thing in a child process
     wait_for_writers(results_dir)                # the runner, under the folder lock
     python -m harness.procs torch.distributed.run --nproc_per_node=2 -m harness.cell ...
+    with output_to(Path("results/smoke/logs/dry-run.log")):   # library noise off the terminal
+        plan = render_plan(spec, root)
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import runpy
 import signal
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 PARENT_ENV = "HARNESS_PARENT_PID"  # the pid that started this process, set by the runner for its child
@@ -77,6 +80,48 @@ def wait_for_writers(results_dir: Path, timeout: float = 60.0) -> None:
                 time.sleep(0.2)
     finally:
         os.close(fd)
+
+
+@contextmanager
+def output_to(log: Path):
+    """Send this process's stdout and stderr to `log` (truncated) while inside: the file descriptors themselves,
+    so Python warnings, logging handlers and C extensions' own writes all land there, as a cell's do in its log.
+    Nothing is redirected where the descriptors cannot be duplicated (the caller's output then shows as before)."""
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    try:
+        saved = [os.dup(1), os.dup(2)]
+    except OSError:
+        yield
+        return
+    try:
+        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    except OSError:
+        for s in saved:
+            os.close(s)
+        raise
+    try:
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.close(fd)
+        yield
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        _flush_c_stdio()  # what C code printf'd sits in libc's buffer until flushed: into the log, not later
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for s in saved:
+            os.close(s)
+
+
+def _flush_c_stdio() -> None:
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).fflush(None)
+    except (OSError, AttributeError, TypeError):  # no C library to ask (Windows): nothing buffered there to lose
+        pass
 
 
 def main(argv: list[str]) -> None:

@@ -10,6 +10,8 @@
   each cell's curve from the base through them: task gain against forgetting, one colour per cell,
   checkpoints solid, interpolations dashed, the operating point ringed (report.tradeoff).
 
+Each PNG names the cells it was drawn from in its `harness-cells` metadata (report.pngmeta).
+
     figures = write_plots(rows, Path("results/smoke"))   # rows from table.annotate
 """
 
@@ -26,6 +28,7 @@ import numpy as np  # noqa: E402
 from matplotlib.text import Text  # noqa: E402
 
 from harness.report.frame import BASE  # noqa: E402
+from harness.report.pngmeta import png_metadata  # noqa: E402
 from harness.report.table import metric_names, primary_metric  # noqa: E402
 from harness.suites import describe  # noqa: E402
 
@@ -129,7 +132,7 @@ def pareto(rows: list[dict], quality: str, path: Path) -> Path | None:
         pts = [r for r in trained if _cost(r, key)]
         _label(ax, [float(_cost(r, key)) for r in pts], [r["metrics"][quality]["value"] for r in pts],
                [r["label"] for r in pts])
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, metadata=png_metadata(rows))
     plt.close(fig)
     return path
 
@@ -180,7 +183,7 @@ def forgetting(rows: list[dict], quality: str, path: Path) -> Path | None:
     fig.canvas.draw()  # lay out first: the labels' overlap test needs the final axes
     for args in labels:
         _label(*args)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, metadata=png_metadata(rows))
     plt.close(fig)
     return path
 
@@ -207,8 +210,8 @@ def tradeoff_lines(points: list[dict], x_of) -> list[tuple[str, list[dict]]]:
     return lines
 
 
-def tradeoff(curves: dict[str, list[dict]], quality: str, spec, path: Path) -> Path | None:
-    """Task gain against forgetting along each cell's points (report.tradeoff.curves_for)."""
+def tradeoff(curves: dict[str, list[dict]], quality: str, spec, path: Path, rows: list[dict] = ()) -> Path | None:
+    """Task gain against forgetting along each cell's points (report.tradeoff.curves_for) of `rows`' cells."""
     from harness.report.tradeoff import operating_point
 
     panels = tradeoff_panels(curves, spec)
@@ -241,7 +244,7 @@ def tradeoff(curves: dict[str, list[dict]], quality: str, spec, path: Path) -> P
     axes[0][0].legend(fontsize=8, loc="best")
     fig.suptitle("Stability-plasticity: each cell from the base (0, 0) through its checkpoints (solid)\n"
                  "and interpolations (dashed) to its end; ringed: the operating point", fontsize=11)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, metadata=png_metadata(rows))
     plt.close(fig)
     return path
 
@@ -255,5 +258,5 @@ def write_plots(rows: list[dict], results_dir: Path, curves: dict | None = None,
     figures = [pareto(rows, quality, Path(results_dir) / "pareto.png"),
                forgetting(rows, quality, Path(results_dir) / "forgetting.png")]
     if curves:
-        figures.append(tradeoff(curves, quality, spec, Path(results_dir) / "tradeoff.png"))
+        figures.append(tradeoff(curves, quality, spec, Path(results_dir) / "tradeoff.png", rows))
     return [f for f in figures if f is not None]

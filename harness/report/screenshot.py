@@ -2,6 +2,8 @@
 
 Playwright drives the OS's Chromium (`HARNESS_CHROMIUM`, else /usr/bin/chromium or the first
 chromium on PATH); it never downloads a browser. The tests open pages the same way (`open_page`).
+The PNG names the cells the page shows in its `harness-cells` metadata (report.pngmeta): those of the
+summary.json written beside the page with it.
 
     python -m harness.report.screenshot results/smoke/report.html results/smoke/report.png
 """
@@ -58,13 +60,28 @@ def open_page(path: Path, width: int = 1400, height: int = 900):
             browser.close()
 
 
+def page_cells(path: Path) -> list[str] | None:
+    """The cells of a leaderboard page: those of the summary.json beside it; None for a page without one."""
+    import json
+
+    from harness.report.pngmeta import cell_ids
+
+    summary = Path(path).parent / "summary.json"
+    return cell_ids(json.loads(summary.read_text(encoding="utf-8"))["rows"]) if summary.is_file() else None
+
+
 def screenshot(path: Path, out: Path, select: int | None = 1) -> Path:
-    """The whole page, with cell `select` (a headline row index) opened so its details show."""
+    """The whole page, with cell `select` (a headline row index) opened so its details show; the PNG names
+    the page's cells (`page_cells`) in its metadata."""
+    from harness.report.pngmeta import stamp
+
     with open_page(path) as (page, errors, _):
         if select is not None and page.evaluate("typeof window.selectCell") == "function":
             page.evaluate(f"window.selectCell({int(select)}, false)")
             page.wait_for_timeout(500)
         page.screenshot(path=str(out), full_page=True)
+    if (cells := page_cells(path)) is not None:
+        stamp(out, cells)
     if errors:
         print("console errors: " + "; ".join(errors), file=sys.stderr)
     return out
