@@ -55,7 +55,8 @@ def general_ppl(model, tok, cell) -> float:
     size, stride = window(model, cell.eval)
     model.eval()
     nll, counts = text_nll(model, tok, docs, max_length=size, stride=stride, batch_size=cell.eval.batch_size)
-    return math.exp(sum(nll) / max(1, sum(counts)))
+    mean = sum(nll) / max(1, sum(counts))
+    return math.exp(mean) if mean < 700 else math.inf  # a blown-up trial (an extension past the edge): no overflow
 
 
 def choose(trials: list[dict], objective: str = "loss", ceiling: float | None = None) -> int | None:
