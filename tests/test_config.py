@@ -85,9 +85,19 @@ def test_every_problem_is_reported_at_once(tmp_path):
     assert "budget.tokens" in str(err.value) and "epochs" in str(err.value)
 
 
-@pytest.mark.parametrize("suite", sorted(p.name for p in (REPO / "matrices").glob("*.yaml")))
-def test_every_shipped_suite_validates(suite):
+@pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "matrices").glob("*.yaml")))
+def test_every_shipped_matrix_validates(name):
     """A schema change must update the shipped matrices too (preflight, where what they name is here)."""
-    path = REPO / "matrices" / suite
+    path = REPO / "matrices" / name
     spec = load_matrix(path)
     assert spec.strategies
+
+
+def test_the_old_suites_folder_is_still_read_with_a_notice(monkeypatch, capsys):
+    """matrices/ was suites/: an old path still works for a while, and says where the matrix lives now."""
+    monkeypatch.chdir(REPO)
+    assert main(["validate", "suites/smoke.yaml"]) == 0
+    captured = capsys.readouterr()
+    assert "harness: notice: suites/smoke.yaml: the suites/ folder is now matrices/; reading matrices/smoke.yaml" \
+        in captured.err
+    assert "valid, 16 cells" in captured.out

@@ -79,3 +79,37 @@ def test_committed_results_show_the_chosen_trials_rate(folder):
         row = next(r for r in rows if result["id"] in r["ids"])
         assert row["learning_rate"] == chosen["learning_rate"], (folder, result["id"])
         assert f"lr={chosen['learning_rate']:g}" in row["label"]
+
+
+def _derived_bracket(trials: list[dict], limit: int) -> str | None:
+    """From the trials alone: where the chosen multiplier sits in the grid the search ended with."""
+    grid = sorted(t["multiplier"] for t in trials)
+    chosen = next(t for t in trials if t["chosen"])
+    if len(grid) < 2 or chosen["tuning_loss"] is None:
+        return None
+    if chosen["multiplier"] in (grid[0], grid[-1]):
+        assert sum(t.get("extension", False) for t in trials) == limit, "an edge is only where the limit stopped it"
+        return "edge"
+    return "extended" if any(t.get("extension") for t in trials) else "interior"
+
+
+def test_the_committed_smoke_search_brackets_every_cell_or_marks_it_edge():
+    """Each searched smoke cell's interior / extended / edge, derived from its lr_trials, is what the cell, the
+    leaderboard header's counts and its lr column say; no chosen rate sits at an end of its trials unmarked."""
+    root = REPO / "results" / "smoke"
+    derived = {}
+    for path in sorted((root / "cells").glob("*.json")):
+        result = json.loads(path.read_text("utf-8"))
+        if not result.get("lr_trials"):
+            continue
+        limit = result["cell"]["tuning"]["max_extensions"]
+        derived[rates.label([result])] = kind = _derived_bracket(result["lr_trials"], limit)
+        assert result["usage"]["tuning_bracket"] == kind, result["label"]
+    assert derived and None not in derived.values()
+    board = (root / "LEADERBOARD.md").read_text("utf-8")
+    line = next(x for x in board.splitlines() if x.startswith("- **Learning-rate search:**"))
+    counts = {k: sum(v == k for v in derived.values()) for k in ("interior", "extended", "edge")}
+    assert line.startswith("- **Learning-rate search:** " + ", ".join(f"{n} {k}" for k, n in counts.items() if n))
+    for label, kind in derived.items():
+        row = next(x for x in board.splitlines() if x.startswith(f"| {label} ") and "best loss of" in x)
+        assert ("**edge**" in row) == (kind == "edge") and (", extended" in row) == (kind == "extended")
