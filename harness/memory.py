@@ -119,6 +119,35 @@ def estimate(cell: Cell, seq_len: int | None = None, batch_size: int | None = No
     }
     if cell.strategy == "qlora" and not torch.cuda.is_available():
         parts["weights_mb"] += sum(p.numel() for p in model.parameters() if not p.requires_grad) * 4 / MB
+    world, sharded = shards(cell, Path(cell.root)) if cell.strategy != BASE else (1, ())
+    for key in sharded:  # each rank holds 1/world of what its backend shards; activations are per rank anyway
+        parts[key] /= world
     parts = {k: round(v, 1) for k, v in parts.items()}
     return {**parts, "total_mb": round(sum(parts.values()), 1), "trainable_params": sum(p.numel() for p in trainable),
-            "seq_len": seq_len, "batch_size": batch_size}
+            "seq_len": seq_len, "batch_size": batch_size, "world": world, "sharded": list(sharded)}
+
+
+# What each sharding backend divides over the ranks (ZeRO stages as DeepSpeed defines them; FSDP2 full shard is
+# ZeRO-3). DDP divides nothing: every rank holds a full copy.
+ZERO = {0: (), 1: ("optimizer_mb",), 2: ("optimizer_mb", "gradients_mb"),
+        3: ("optimizer_mb", "gradients_mb", "weights_mb")}
+
+
+def shards(cell: Cell, root: Path) -> tuple[int, tuple[str, ...]]:
+    """(the world size, the estimate's parts each rank holds 1/world of) for the cell's train.distributed."""
+    import json
+
+    d, world = cell.train.distributed, cell.train.world
+    if d is None or world < 2 or d.backend == "ddp":
+        return world, ()
+    if d.backend == "fsdp":
+        return world, ZERO[3]
+    config = d.deepspeed.config if d.deepspeed else {}
+    if isinstance(config, str):
+        try:
+            path = Path(config) if Path(config).is_absolute() else root / config
+            config = json.loads(path.read_text("utf-8"))
+        except (OSError, ValueError):  # preflight names the unreadable config; estimate it unsharded
+            config = {}
+    stage = (config.get("zero_optimization") or {}).get("stage", 0) if isinstance(config, dict) else 0
+    return world, ZERO.get(stage, ())

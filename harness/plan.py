@@ -71,8 +71,10 @@ def render_plan(spec: MatrixSpec, root: Path) -> str:
             continue
         fits = "-" if not b.max_memory_mb else ("yes" if est["total_mb"] <= b.max_memory_mb else "NO")
         parts = "+".join(f"{est[k]:.0f}" for k in ("weights_mb", "gradients_mb", "optimizer_mb", "activations_mb"))
+        per_rank = f"  (per rank of {est['world']}" + (f"; sharded: {', '.join(k[:-3] for k in est['sharded'])})"
+                                                           if est["sharded"] else "; full copies)")
         lines.append(f"{cell.id:<12}  {cell.label[:36]:<36} {lr:>8}  {est['trainable_params']:>10,}  "
-                     f"{est['total_mb']:>12,.0f}  {parts:<31}  {fits}")
+                     f"{est['total_mb']:>12,.0f}  {parts:<31}  {fits}" + (per_rank if est["world"] > 1 else ""))
     lengths = ", ".join(f"{m}: {n or spec.data.max_length}" + ("" if n else " (max_length; no tokenizer)")
                         for m, n in seq.items())
     lines.append(f"\npeak memory = weights + gradients + AdamW states + activations at batch {spec.train.batch_size}"

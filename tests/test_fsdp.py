@@ -83,6 +83,33 @@ def test_cell_command_compiles_the_rendezvous(tmp_path, tiny_model_dir):
                                           "--nproc_per_node=4", f"--rdzv_id={multi.id}"} <= set(cmd)
 
 
+def test_the_dry_runs_memory_estimate_is_per_rank_for_each_backend(tmp_path, tiny_model_dir):
+    """Weights, gradients and optimizer states are divided over the shard group as each backend shards them
+    (FSDP2: all three; ZeRO-1: optimizer; ZeRO-2: and gradients; DDP: nothing); activations stay per rank."""
+    from harness.config import load_matrix
+    from harness.matrix import expand
+    from harness.memory import estimate
+
+    (tmp_path / "ds.json").write_text(json.dumps({"zero_optimization": {"stage": 2}}), encoding="utf-8")
+    trains = {"ddp": "{nproc_per_node: 2}", "fsdp": "{nproc_per_node: 2, distributed: {backend: fsdp}}",
+              "zero1": "{nproc_per_node: 2, distributed: {backend: deepspeed, deepspeed: {config: "
+                       "{zero_optimization: {stage: 1}}}}}",
+              "zero2": "{nproc_per_node: 2, distributed: {backend: deepspeed, deepspeed: {config: ds.json}}}"}
+    est = {}
+    for name, train in trains.items():
+        cell = expand(load_matrix(_write(tmp_path, tiny_model_dir, train)), tmp_path)[1]
+        est[name] = estimate(cell)
+    ddp = est["ddp"]
+    assert ddp["world"] == 2 and ddp["sharded"] == [] and ddp["weights_mb"] > 0
+    halved = {"fsdp": ("weights_mb", "gradients_mb", "optimizer_mb"), "zero1": ("optimizer_mb",),
+              "zero2": ("optimizer_mb", "gradients_mb")}
+    for name, parts in halved.items():
+        assert sorted(est[name]["sharded"]) == sorted(parts), name
+        for key in ("weights_mb", "gradients_mb", "optimizer_mb", "activations_mb"):
+            want = ddp[key] / 2 if key in parts else ddp[key]
+            assert est[name][key] == pytest.approx(want, abs=0.1), (name, key)
+
+
 def test_deepspeed_config_is_validated_and_passed_to_training_arguments(tmp_path):
     from harness.distributed import deepspeed_problem
     from harness.train import training_kwargs
