@@ -50,21 +50,17 @@ def _specs_in(annotation: Any) -> list[type[BaseModel]]:
     return [s for arg in typing.get_args(annotation) for s in _specs_in(arg)]
 
 
+# annotated_types bound -> (its attribute, how the reference writes it)
+_BOUNDS = {annotated_types.Gt: ("gt", "> {}"), annotated_types.Ge: ("ge", ">= {}"), annotated_types.Lt: ("lt", "< {}"),
+           annotated_types.Le: ("le", "<= {}"), annotated_types.MinLen: ("min_length", "at least {}"),
+           annotated_types.MaxLen: ("max_length", "at most {}")}
+
+
 def _constraints(metadata: list) -> str:
     out = []
     for m in metadata:
-        if isinstance(m, annotated_types.Gt):
-            out.append(f"> {m.gt}")
-        elif isinstance(m, annotated_types.Ge):
-            out.append(f">= {m.ge}")
-        elif isinstance(m, annotated_types.Lt):
-            out.append(f"< {m.lt}")
-        elif isinstance(m, annotated_types.Le):
-            out.append(f"<= {m.le}")
-        elif isinstance(m, annotated_types.MinLen):
-            out.append(f"at least {m.min_length}")
-        elif isinstance(m, annotated_types.MaxLen):
-            out.append(f"at most {m.max_length}")
+        if bound := _BOUNDS.get(type(m)):
+            out.append(bound[1].format(getattr(m, bound[0])))
         elif getattr(m, "pattern", None):
             out.append(f"matching {m.pattern}")
     return f" ({', '.join(out)})" if out else ""

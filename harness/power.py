@@ -31,7 +31,7 @@ import numpy as np
 from harness.config import MatrixSpec
 from harness.matrix import BASE, Cell
 from harness.report.noise import LEVEL, POWER, detectable_difference, needed
-from harness.suites import is_bpb
+from harness.suites import is_per_token
 
 ASSUMED_SD = 1.0
 
@@ -122,7 +122,7 @@ def item_sd(items: dict, metric: str, unit: str) -> tuple[float | None, float | 
     """(sd of a per-unit paired difference, the base's value, how it was found) for one headline metric."""
     scores = items.get(metric)
     groups = (items.get("_groups") or {}).get(metric) if unit == "groups" else None
-    if metric.startswith("ppl") and not is_bpb(metric) and isinstance(scores, list) and len(scores) == 2:
+    if is_per_token(metric) and isinstance(scores, list) and len(scores) == 2:
         nll, tok = (np.asarray(x, dtype=float) for x in scores)
         if len(nll) > 1 and tok.sum() > 0:
             rate = nll.sum() / tok.sum()
@@ -144,7 +144,7 @@ def item_sd(items: dict, metric: str, unit: str) -> tuple[float | None, float | 
 def _prior(spec: MatrixSpec, root: Path, cells: list[Cell], metric: str, value: float | None):
     """(the largest seed variance of the matrix's configurations in the noise prior, its df, how) or Nones."""
     from harness.report.frame import ResultsError
-    from harness.report.prior import config_label, is_log, load_priors
+    from harness.report.prior import config_label, load_priors
 
     if not spec.eval.noise_from:
         return None, None, "training noise left out (no eval.noise_from)"
@@ -158,7 +158,7 @@ def _prior(spec: MatrixSpec, root: Path, cells: list[Cell], metric: str, value: 
         return None, None, f"training noise left out (no configuration of this matrix in {priors.text} has {metric})"
     worst = max(found, key=lambda p: p.var)
     var = worst.var
-    if is_log(metric):
+    if is_per_token(metric):
         if value is None:
             return None, None, "training noise left out (the prior is on the log scale; no cached base perplexity)"
         var *= value * value

@@ -102,6 +102,12 @@ def is_bpb(name: str) -> bool:
     return name.startswith("ppl") and name.endswith("_bpb")
 
 
+def is_per_token(name: str) -> bool:
+    """A per-token perplexity metric: comparable only within one tokenizer, averaged over seeds and given training
+    noise on the log scale (bits per byte, already a log-likelihood per byte, stays on its own scale)."""
+    return name.startswith("ppl") and not is_bpb(name)
+
+
 def suite_of(name: str) -> str:
     """The suite a metric name belongs to, by the suites' prefixes; other names are lm-eval tasks' (benchmarks)."""
     if name in METRICS:

@@ -49,7 +49,7 @@ from harness.matrix import BASE
 from harness.report import deltas, prior, rates
 from harness.report.frame import ResultsError, current_set, load_items, load_results
 from harness.report.noise import holm
-from harness.suites import describe, is_bpb, suite_of
+from harness.suites import describe, is_per_token, suite_of
 
 ORDER = ("regressed", "improved", "worse, within tolerance", "worse, not gated", "indistinguishable", "not comparable")
 OPTIONAL = ("worse, not gated", "not comparable")  # verdicts the summary line names only where they occur
@@ -107,11 +107,6 @@ def tokenizers(a: list[dict], b: list[dict]) -> tuple[dict, dict] | None:
     if ta and tb and ta.get("sha256") != tb.get("sha256"):
         return ta, tb
     return None
-
-
-def per_token(name: str) -> bool:
-    """A per-token perplexity metric: comparable only within one tokenizer."""
-    return name.startswith("ppl") and not is_bpb(name)
 
 
 def _tokenizer_text(results: list[dict], tok: dict) -> str:
@@ -175,10 +170,6 @@ class Report:
         return "\n".join(lines).rstrip() + "\n\n" + self.verdict() + "\n"
 
 
-def _finite(x) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
-
-
 def _failed_row(metric: str, baseline: str, candidate: str, why: str) -> dict:
     """A row the gate counts as a regression without a difference to compute."""
     return {"metric": metric, "baseline": baseline, "candidate": candidate, "Δ [95% CI]": why,
@@ -219,22 +210,22 @@ def _compare_metric(name: str, a: list[dict], b: list[dict], a_items: list[dict]
     `a`/`b`: the stored metric of each seed; `a_items`/`b_items`: each seed's items file."""
     m = describe(name)
     sa, sb = deltas.seed_scores(a_items, name), deltas.seed_scores(b_items, name)
-    d = deltas.difference(_metric(a), _metric(b), sa, sb)
+    ma, mb = _metric(a), _metric(b)
+    d = deltas.difference(ma, mb, sa, sb)
     a_values, b_values = [x["value"] for x in a], [x["value"] for x in b]
     shown_a, shown_b = prior.mean_value(name, a_values), prior.mean_value(name, b_values)
     out = {"name": name, "d": d, "a": shown_a, "b": shown_b}
-    if not all(_finite(d[k]) for k in ("delta", "lo", "hi")):  # a NaN interval would read as "indistinguishable"
+    if not all(prior.finite(d[k]) for k in ("delta", "lo", "hi")):  # a NaN interval would read as "indistinguishable"
         out["failed"] = _failed_row(name, m.fmt.format(shown_a), m.fmt.format(shown_b),
                                     f"the difference or its interval is not finite ({d['delta']}, "
                                     f"[{d['lo']}, {d['hi']}])")
         return out
     pa = priors.get(key, name) if priors else None
+    n = min((x for x in (ma["n"], mb["n"]) if x), default=None)
     iv = prior.seed_aware(name, a_values, b_values, d,
-                          prior.item_df(d, sa.groups if sa else None, sb.groups if sb else None,
-                                        min(x for x in (_metric(a)["n"], _metric(b)["n"]) if x) if
-                                        (_metric(a)["n"] or _metric(b)["n"]) else None),
+                          prior.item_df(d, sa.groups if sa else None, sb.groups if sb else None, n),
                           pa, pa, *trained)
-    if not all(_finite(iv[k]) for k in ("delta", "lo", "hi")):
+    if not all(prior.finite(iv[k]) for k in ("delta", "lo", "hi")):
         out["failed"] = _failed_row(name, m.fmt.format(shown_a), m.fmt.format(shown_b),
                                     f"the difference or its interval is not finite ({iv['delta']}, "
                                     f"[{iv['lo']}, {iv['hi']}])")
@@ -315,7 +306,7 @@ def compare(baseline: Path, candidate: Path, tolerance: float = 0.0, relative: b
         names = list(dict.fromkeys(n for ms in a_metrics for n in ms))
         for name in names:
             for r, ms in zip(a_ok, a_metrics, strict=True):
-                if name not in ms or not isinstance(ms[name], dict) or not _finite(ms[name].get("value")):
+                if name not in ms or not isinstance(ms[name], dict) or not prior.finite(ms[name].get("value")):
                     raise ResultsError(f"{store.cell_file(baseline, r['id'])}: baseline metric {name} of `{label}` "
                                        f"is {ms.get(name)!r}, not a number; it cannot serve as the reference")
         seen.update(names)
@@ -324,9 +315,9 @@ def compare(baseline: Path, candidate: Path, tolerance: float = 0.0, relative: b
         trained = (a_ok[0]["cell"]["strategy"] != BASE, b_all[0]["cell"]["strategy"] != BASE)
         pair_heads, not_comparable = heads, ""
         if toks := tokenizers(a_ok, b_all):
-            pair_heads = [f"{n}_bpb" if per_token(n) else n for n in heads]
+            pair_heads = [f"{n}_bpb" if is_per_token(n) else n for n in heads]
             swapped += pair_heads
-            lost = [f"{n}_bpb" for n in heads if per_token(n) and f"{n}_bpb" not in names]
+            lost = [f"{n}_bpb" for n in heads if is_per_token(n) and f"{n}_bpb" not in names]
             report.notes.append(f"`{label}`: different tokenizers, baseline {_tokenizer_text(a_ok, toks[0])} vs "
                                 f"candidate {_tokenizer_text(b_all, toks[1])}: per-token perplexity is not "
                                 "comparable and not gated; bits per byte is gated in its place")
@@ -339,9 +330,9 @@ def compare(baseline: Path, candidate: Path, tolerance: float = 0.0, relative: b
             fmt = describe(name).fmt
             shown_a = fmt.format(prior.mean_value(name, [ms[name]["value"] for ms in a_metrics]))
             values = [ms.get(name).get("value") if isinstance(ms.get(name), dict) else None for ms in b_metrics]
-            if any(name not in ms for ms in b_metrics) or not all(_finite(v) for v in values):
+            if any(name not in ms for ms in b_metrics) or not all(prior.finite(v) for v in values):
                 shown = "missing" if any(name not in ms for ms in b_metrics) else str(
-                    next(v for v in values if not _finite(v)))
+                    next(v for v in values if not prior.finite(v)))
                 report.rows.append({"cell": label, **_failed_row(
                     name, shown_a, shown, "the candidate has no usable value for a metric the baseline measured")})
                 continue
@@ -356,7 +347,7 @@ def compare(baseline: Path, candidate: Path, tolerance: float = 0.0, relative: b
                 report.rows.append({"cell": label, **c["failed"]})
                 continue
             c.update(label=label, tol=tol * abs(c["a"]) if relative else tol, gated=name in pair_heads)
-            if not_comparable and per_token(name):
+            if not_comparable and is_per_token(name):
                 c.update(gated=False, not_comparable=not_comparable + (
                     f"; gated on {name}_bpb" if f"{name}_bpb" in pair_heads else ""))
             pending.append(c)

@@ -34,7 +34,7 @@ from harness import store
 from harness.matrix import BASE
 from harness.report.frame import ResultsError, current_set, load_results
 from harness.report.noise import Prior, SeedTerm, seed_term, t_interval
-from harness.suites import is_bpb
+from harness.suites import is_per_token
 
 NOISE_FILE = "noise.json"
 MIN_SEEDS = 3
@@ -49,17 +49,11 @@ def config_label(result: dict) -> str:
     return _LR.sub("", _SEED.sub("", text)).strip()
 
 
-def is_log(name: str) -> bool:
-    """Perplexity metrics are averaged, differenced and given training noise on the log scale; bits per byte
-    (`*_bpb`), already a log-likelihood per byte, on its own scale."""
-    return name.startswith("ppl") and not is_bpb(name)
-
-
 def on_scale(name: str, value: float) -> float:
-    return math.log(value) if is_log(name) else float(value)
+    return math.log(value) if is_per_token(name) else float(value)
 
 
-def _finite(x) -> bool:
+def finite(x) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
@@ -89,11 +83,11 @@ def measure(results_dir: Path) -> dict:
         metrics = {}
         for name in dict.fromkeys(n for r in group for n in r.get("metrics") or {}):
             values = [on_scale(name, m["value"]) for r in group
-                      if isinstance(m := (r.get("metrics") or {}).get(name), dict) and _finite(m.get("value"))
-                      and (m["value"] > 0 or not is_log(name))]
+                      if isinstance(m := (r.get("metrics") or {}).get(name), dict) and finite(m.get("value"))
+                      and (m["value"] > 0 or not is_per_token(name))]
             if len(values) >= MIN_SEEDS:
                 metrics[name] = {"var": float(np.var(values, ddof=1)), "df": len(values) - 1, "seeds": len(values),
-                                 "scale": "log" if is_log(name) else "value"}
+                                 "scale": "log" if is_per_token(name) else "value"}
         first = group[0]["cell"]
         configurations[key] = {"strategy": first["strategy"], "params": first.get("params") or {},
                                "seeds": [r["cell"].get("seed") for r in group], "metrics": metrics}
@@ -143,7 +137,7 @@ def load_priors(path: Path | str | None) -> Priors | None:
         configurations = doc["configurations"]
         for c in configurations.values():
             for m in c["metrics"].values():
-                if not (_finite(m["var"]) and m["var"] >= 0 and _finite(m["df"]) and m["df"] >= 1):
+                if not (finite(m["var"]) and m["var"] >= 0 and finite(m["df"]) and m["df"] >= 1):
                     raise ValueError(f"variance {m['var']!r} on {m['df']!r} df")
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
         raise ResultsError(f"{file}: not a noise prior ({type(e).__name__}: {e})") from None
@@ -161,7 +155,7 @@ def item_df(d: dict, groups_a: list | None = None, groups_b: list | None = None,
 
 def mean_value(name: str, values: list[float]) -> float:
     """A configuration's value over its seeds: the mean, for perplexity the geometric mean."""
-    return float(math.exp(np.mean([math.log(v) for v in values]))) if is_log(name) else float(np.mean(values))
+    return float(math.exp(np.mean([math.log(v) for v in values]))) if is_per_token(name) else float(np.mean(values))
 
 
 def seed_aware(name: str, a_values: list[float], b_values: list[float], d: dict, df_items: float,
@@ -183,7 +177,7 @@ def seed_aware(name: str, a_values: list[float], b_values: list[float], d: dict,
         return {"delta": d["delta"], "lo": d["lo"], "hi": d["hi"], "p": p, "se": item_se, "df": df_items,
                 "terms": (None, None), "item_only": True}
     ga, gb = mean_value(name, a_values), mean_value(name, b_values)
-    if is_log(name):
+    if is_per_token(name):
         delta = math.log(gb) - math.log(ga)
         iv = t_interval(delta, item_se / math.sqrt(ga * gb), df_items, [ta, tb])
         shown = {k: ga * math.expm1(iv[k]) for k in ("delta", "lo", "hi")}

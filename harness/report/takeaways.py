@@ -36,7 +36,7 @@ from harness.report.table import (
     row_difference,
     uninformative,
 )
-from harness.suites import describe
+from harness.suites import describe, is_per_token
 
 SAFETY = "refusal_harmful"
 FDR = 0.05
@@ -95,7 +95,7 @@ class Comparisons:
         var = sum(x.var for x in terms) / len(terms)
         seeds = min(x.seeds for x in terms)
         prior_df = max(0.0, min(x.df for x in terms) - seeds + 1)
-        if prior.is_log(name):  # the seed variance of log perplexity, in perplexity units at the first side's value
+        if is_per_token(name):  # the seed variance of log perplexity, in perplexity units at the first side's value
             var *= a["metrics"][name]["value"] ** 2
         return (detectable_difference(item_sd, int(units), var, seeds, prior_df),
                 f"{int(units)} items, {seeds} seed(s) with training noise")
