@@ -334,6 +334,9 @@ class TuningSpec(_Spec):
     general_text: str | None = None  # the forgetting objective's corpus (JSONL text or plain text)
     # extra trials past an end of the grid while the chosen trial sits at that end (harness.tuning); 0: the grid only
     max_extensions: NonNegativeInt = 2
+    # `first`: the search runs on the matrix's first seed and the other seeds train once at the rate it chose, so
+    # their spread is training noise at one rate; `each`: every seed searches (the spread includes the choice)
+    seeds: Literal["first", "each"] = "first"
 
     @model_validator(mode="after")
     def _forgetting_needs_a_ceiling(self):

@@ -39,7 +39,8 @@ from harness.env import VERSIONED
 
 BASE = "base"  # the untrained base model: every delta is measured against it
 FINGERPRINT_PACKAGES = VERSIONED[1:]  # and the harness's own version
-NOT_IDENTITY = ("matrix", "root", "label")  # names and places, never the experiment
+# names and places, never the experiment; lr_chosen is lr_from's result, filled in by the runner
+NOT_IDENTITY = ("matrix", "root", "label", "lr_chosen")
 # What only training reads: a base cell trains nothing, so its id leaves these out and a matrix that changes its
 # budget, training or tuning (or its strategies) reuses the base result (resume, and harness.basecache).
 TRAINING_ONLY = ("budget", "train", "tuning", "lr_multipliers", "params")
@@ -50,10 +51,12 @@ POINTS_EVAL = ("checkpoints", "interpolate", "point_suites", "tradeoff")
 # Eval keys added after results were stored: at their defaults they are left out of every id, so those results keep
 # their ids (and a matrix resumes them) until a matrix sets the key.
 ADDED_EVAL = {"checkpoints": None, "interpolate": None, "point_suites": None, "tradeoff": None, "inference": True}
+ADDED_CELL = {"lr_from": None}  # the same for cell and tuning keys: one seed's cells of a search keep their ids
+ADDED_TUNING = {"seeds": "first"}
 
 
-def _without_added(ev: dict) -> dict:
-    return {k: v for k, v in ev.items() if k not in ADDED_EVAL or v != ADDED_EVAL[k]}
+def _without_added(ev: dict, added: dict = ADDED_EVAL) -> dict:
+    return {k: v for k, v in ev.items() if k not in added or v != added[k]}
 
 
 def evaluation(cell: dict) -> dict:
@@ -72,9 +75,11 @@ def evaluation(cell: dict) -> dict:
 
 def identity(cell: dict) -> dict:
     """What a cell's id hashes (besides the versions): a trained cell's whole config, a base cell's evaluation."""
-    out = {k: v for k, v in canonical(cell).items() if k not in NOT_IDENTITY}
+    out = _without_added({k: v for k, v in canonical(cell).items() if k not in NOT_IDENTITY}, ADDED_CELL)
     if out.get("strategy") == BASE:
         return evaluation(out)
+    if isinstance(out.get("tuning"), dict):
+        out["tuning"] = _without_added(out["tuning"], ADDED_TUNING)
     return {**out, "eval": _without_added(out["eval"])} if "eval" in out else out
 
 
@@ -106,6 +111,8 @@ class Cell(BaseModel):
     eval: EvalSpec
     lr_multipliers: list[float] | None = None  # a tuning sweep: trials at learning_rate x each
     tuning: TuningSpec | None = None  # how the sweep's trial is chosen (objective, forgetting ceiling)
+    lr_from: str | None = None  # the id of the cell whose search chose this cell's rate (tuning.seeds `first`)
+    lr_chosen: float | None = None  # that search's chosen multiplier, filled in by the runner before training
     label: str = ""  # human name, e.g. "lora r=4"; not part of the id
     root: str = "."  # folder that relative paths in the cell are relative to; not part of the id
 
@@ -178,11 +185,13 @@ def expand(spec: MatrixSpec, root: Path) -> list[Cell]:
 
     common = dict(matrix=spec.name, data=spec.data, budget=spec.budget.model_dump(), eval=spec.eval, root=str(root))
     tuning = list(spec.tuning.lr_multipliers) if spec.tuning else None
+    searched_once = bool(tuning) and spec.tuning.seeds == "first" and len(spec.seeds) > 1
     cells = []
     for model in spec.models:
         cells.append(Cell(model=model, strategy=BASE, params={}, train=spec.train, seed=spec.seeds[0], label=BASE,
                           **common))
-        for entry, seed in itertools.product(spec.strategies, spec.seeds):
+        searches: dict[tuple[int, str], str] = {}  # (entry, grid point) -> the id of its first seed's cell
+        for (i, entry), seed in itertools.product(enumerate(spec.strategies), spec.seeds):
             cls = STRATEGIES.get(entry.name)
             # the attributes, not a dump: a nested section (train.distributed) stays a model, not a dict
             train = spec.train.model_copy(update={k: getattr(entry.train, k) for k in entry.train.model_fields_set}
@@ -194,6 +203,10 @@ def expand(spec: MatrixSpec, root: Path) -> list[Cell]:
                 overrides = entry.train.model_dump(exclude_unset=True) if entry.train else {}
                 label = " ".join([entry.name] + [_show(k, v) for k, v in {**point, **overrides}.items()]
                                  + ([f"seed={seed}"] if len(spec.seeds) > 1 else []))
-                cells.append(Cell(model=model, strategy=entry.name, params=params, train=train, seed=seed,
-                                  label=label, lr_multipliers=tuning, tuning=spec.tuning, **common))
+                where = (i, json.dumps(point, sort_keys=True, default=str))
+                cell = Cell(model=model, strategy=entry.name, params=params, train=train, seed=seed, label=label,
+                            lr_multipliers=tuning, tuning=spec.tuning,
+                            lr_from=searches.get(where) if searched_once else None, **common)
+                searches.setdefault(where, cell.id)
+                cells.append(cell)
     return cells

@@ -229,7 +229,13 @@ def run_matrix(spec: MatrixSpec, root: Path, results_dir: Path, rerun: bool = Fa
         if executor == "ray":
             from harness.ray_exec import run_cells_on_ray
 
-            run_cells_on_ray(todo, results_dir, run_isolated, _failed, progress)
+            # the searches first: a seed that trains at a search's chosen rate waits for it
+            run_cells_on_ray([c for c in todo if not c.lr_from], results_dir, run_isolated, _failed, progress)
+            later = [resolve_rate(c, results_dir) for c in todo if c.lr_from]
+            run_cells_on_ray([c for c, why in later if not why], results_dir, run_isolated, _failed, progress)
+            for c, why in later:
+                if why:
+                    _failed(c, results_dir, why, time.time())
         elif executor == "local":
             _run_local(todo, results_dir, isolate, progress)
         else:
@@ -237,6 +243,20 @@ def run_matrix(spec: MatrixSpec, root: Path, results_dir: Path, rerun: bool = Fa
         basecache.keep(keys, results_dir, progress)
         flag_explosions(cells, todo, results_dir, progress)
     return [store.load(results_dir, c.id) for c in cells]
+
+
+def resolve_rate(cell: Cell, results_dir: Path) -> tuple[Cell, str | None]:
+    """A seed that trains at its search's chosen rate (cell.lr_from, tuning.seeds `first`), with that multiplier
+    filled in; (cell, why not) when the search has no usable result yet. Other cells pass through."""
+    if not cell.lr_from:
+        return cell, None
+    source = store.load(results_dir, cell.lr_from)
+    chosen = next((t for t in (source or {}).get("lr_trials") or [] if t.get("chosen")), None)
+    if chosen is None:
+        status = source["status"] if source else "not run"
+        return cell, (f"its learning rate is the one the search of cell {cell.lr_from} (the first seed) chooses, "
+                      f"and that cell has no chosen trial (status {status}); run it first")
+    return cell.model_copy(update={"lr_chosen": chosen["multiplier"]}), None
 
 
 def set_aside_damaged(results_dir: Path, progress=print) -> list[str]:
@@ -341,6 +361,10 @@ def _run_one(cell: Cell, results_dir: Path, isolate: bool, progress, quiet: bool
                                  else line["trial"], refresh=True)
 
     started = time.time()
+    cell, why = resolve_rate(cell, results_dir)
+    if why:
+        cell_bar.close()
+        return _failed(cell, results_dir, why, started)
     try:
         if isolate:
             return run_isolated(cell, results_dir, on_progress, zygote=zygote)

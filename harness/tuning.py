@@ -14,6 +14,9 @@ of its two outermost multipliers) and that trial trained under the same rules, u
 or `tuning.max_extensions` extra trials were run: the cell is then marked `edge`. So cells whose optimum lies
 outside their grid no longer stop at different distances from it; the price is that `tuning_tokens` differ
 between strategies by the extra trials each needed.
+With several seeds the search runs on the first (`tuning.seeds: first`, the default) and each other seed
+trains once at the rate it chose (cell.lr_from; the runner fills in cell.lr_chosen), so the spread over seeds is
+training noise at one rate; `each` searches on every seed.
 
     model, usage, trials = fit(cell, strategy, params, model, tok, examples, reload_base, memory)
     choose(trials, cell.tuning.objective, ceiling)   # the index of the chosen trial (chosen=True in trials)
@@ -142,15 +145,19 @@ def fit(cell, strategy, params, model, tok, examples: list[dict], reload_base: C
             base_ppl = general_ppl(base, tok, cell)
             ceiling = base_ppl * (1 + cell.tuning.max_general_ppl_increase)
             del base
+    if cell.lr_from and cell.lr_chosen is None:
+        raise ValueError(f"cell {cell.id} trains at the rate the search of cell {cell.lr_from} chose; the runner "
+                         "fills that rate in (harness.runner.resolve_rate)")
+    grid = [cell.lr_chosen] if cell.lr_from else cell.lr_multipliers  # a later seed: one trial at that rate
     keep = Path(tempfile.mkdtemp(prefix="harness-trials-"))
     trials, usages, kept = [], [], None
-    limit = cell.tuning.max_extensions if cell.tuning else 0
+    limit = cell.tuning.max_extensions if cell.tuning and not cell.lr_from else 0
 
     def run_trial(mult: float) -> None:
         nonlocal model, memory, kept
         i = len(trials)
         lr = cell.train.learning_rate * mult
-        trial = f"lr={lr:.3g} ({i + 1}/{len(cell.lr_multipliers)}{'+' if i >= len(cell.lr_multipliers) else ''})"
+        trial = f"lr={lr:.3g} ({i + 1}/{len(grid)}{'+' if i >= len(grid) else ''})"
         with clock.phase("train", trial):
             if i:  # a fresh model, initialised exactly as the first trial's
                 del model
@@ -168,7 +175,9 @@ def fit(cell, strategy, params, model, tok, examples: list[dict], reload_base: C
             trials.append({"learning_rate": lr, "multiplier": mult, "tuning_loss": loss, "tokens": usage["tokens"],
                            "steps": usage["steps"], "seconds": usage["seconds"], "stopped_by": usage["stopped_by"],
                            "loss_last": usage["loss_last"], "objective": objective, "chosen": False,
-                           "extension": i >= len(cell.lr_multipliers)})
+                           "extension": i >= len(grid)})
+            if cell.lr_from:
+                trials[-1]["searched_by"] = cell.lr_from
             if forgetting:
                 trials[-1]["general_ppl"] = general_ppl(model, tok, cell) if loss is not None else None
                 trials[-1]["within_ceiling"] = t_ppl(trials[-1]) <= ceiling
@@ -179,9 +188,9 @@ def fit(cell, strategy, params, model, tok, examples: list[dict], reload_base: C
                 strategy.save(model, keep / "best")
 
     try:
-        for mult in cell.lr_multipliers:
+        for mult in grid:
             run_trial(mult)
-        while len(trials) - len(cell.lr_multipliers) < limit and (mult := next_multiplier(trials, kept)):
+        while len(trials) - len(grid) < limit and (mult := next_multiplier(trials, kept)):
             run_trial(mult)
         chosen = kept if kept is not None else len(trials) - 1  # all diverged: report the last, as diverged
         trials[chosen]["chosen"] = True
@@ -201,6 +210,8 @@ def fit(cell, strategy, params, model, tok, examples: list[dict], reload_base: C
              "tuning_flops": sum(u["flops"] for u in usages),
              "tuning_objective": objective,
              "tuning_bracket": bracket(trials, limit)}
+    if cell.lr_from:
+        usage["tuning_searched_by"] = cell.lr_from
     if forgetting:
         usage.update(tuning_base_general_ppl=base_ppl, tuning_general_ppl_ceiling=ceiling)
     return model, usage, trials

@@ -153,6 +153,44 @@ def test_lr_trials_share_one_budget_and_the_best_trial_is_evaluated(tmp_path, ti
     assert len(runs["m3"]["lr_trials"]) == 1 and runs["m2"]["metrics"] == runs["m3"]["metrics"]
 
 
+def test_later_seeds_train_at_the_rate_the_first_seed_searched(tmp_path, tiny_model_dir):
+    from harness.config import load_matrix
+    from harness.matrix import expand
+
+    extra = "seeds: [3, 4]\ntuning: {lr_multipliers: [0.1, 10.0], max_extensions: 0}"
+    path = write_matrix(tmp_path, tiny_model_dir, "[{name: lora, params: {r: [2, 4]}}]", extra=extra)
+    out = tmp_path / "out"
+    assert main(["run", "--matrix", str(path), "--out", str(out), "--in-process"]) == 0
+    results = by_label(out)
+    for r in (2, 4):
+        first, later = results[f"lora r={r} seed=3"], results[f"lora r={r} seed=4"]
+        chosen = next(t for t in first["lr_trials"] if t["chosen"])
+        assert len(first["lr_trials"]) == 2 and first["usage"]["tuning_trials"] == 2
+        # one trial, at the multiplier seed 3's search chose, trained under seed 4
+        assert [t["multiplier"] for t in later["lr_trials"]] == [chosen["multiplier"]]
+        assert later["lr_trials"][0]["searched_by"] == first["id"] == later["cell"]["lr_from"]
+        assert later["usage"]["tuning_tokens"] == 400 and later["usage"]["loss_curve"] != first["usage"]["loss_curve"]
+    # the same matrix resumed: nothing runs again; with `each`, every seed searches (another experiment: other ids)
+    cells = expand(load_matrix(path), tmp_path)
+    assert all(store.is_finished(out, c.id) for c in cells)
+    each = write_matrix(tmp_path, tiny_model_dir, "[{name: lora, params: {r: 2}}]", name="each",
+                        extra=extra.replace("max_extensions: 0", "max_extensions: 0, seeds: each"))
+    cells = expand(load_matrix(each), tmp_path)
+    trained = [c for c in cells if c.strategy != "base"]
+    assert not any(c.lr_from for c in cells) and not {c.id for c in trained} & set(store.stored_ids(out))
+
+
+def test_a_later_seed_whose_search_has_no_result_fails_with_the_reason(tmp_path, tiny_model_dir):
+    from harness.config import load_matrix
+    from harness.matrix import expand
+    from harness.runner import resolve_rate
+
+    path = write_matrix(tmp_path, tiny_model_dir, "[full]", extra="seeds: [0, 1]\ntuning: {lr_multipliers: [1.0]}")
+    later = expand(load_matrix(path), tmp_path)[-1]
+    cell, why = resolve_rate(later, tmp_path / "empty")
+    assert cell is later and "no chosen trial (status not run)" in why and later.lr_from in why
+
+
 def test_the_tuning_split_is_apart_from_validation_and_test(tmp_path):
     from harness.config import DataSpec
     from harness.data import load_split
