@@ -9,8 +9,9 @@ two-sided test at 5% to find it 80% of the time (noise.detectable_difference), f
   safety: the AdvBench prompts); where the data names groups (data.group), the groups are the unit;
 - the sd of a per-item paired difference: from the base model's cached per-item scores (harness.basecache) where
   an entry exists, as √2 × the sd of the base's item scores (the two configurations' scores taken as independent
-  given the item, which positive correlation between them only makes smaller); else ASSUMED_SD for a 0-1 score
-  (a paired difference of two 0-1 scores has sd at most 1), said "assumed"; perplexity has no default;
+  given the item, which positive correlation between them only makes smaller), for a 0-1 score plus the variance
+  of the flips the difference itself is made of (per_unit); else ASSUMED_SD for a 0-1 score (a paired difference
+  of two 0-1 scores has sd at most 1), said "assumed"; perplexity has no default;
 - the seed variance: the largest of the matrix's configurations' in the noise prior (eval.noise_from), else left
   out and said so;
 
@@ -141,6 +142,16 @@ def item_sd(items: dict, metric: str, unit: str) -> tuple[float | None, float | 
     return ASSUMED_SD, None, "assumed (the most a paired difference of 0-1 scores can have)"
 
 
+def per_unit(items: dict, metric: str, unit: str) -> float | None:
+    """For a 0-1 score in the cached items, how many items each unit averages (1; groups: items per group), which
+    noise.detectable_difference needs to add the variance of the flips a difference is made of; else None."""
+    scores = items.get(metric)
+    if not isinstance(scores, list) or not scores or any(x not in (0, 1) for x in scores):
+        return None
+    groups = (items.get("_groups") or {}).get(metric) if unit == "groups" else None
+    return len(scores) / len(set(groups)) if groups and len(groups) == len(scores) else 1.0
+
+
 def _prior(spec: MatrixSpec, root: Path, cells: list[Cell], metric: str, value: float | None):
     """(the largest seed variance of the matrix's configurations in the noise prior, its df, how) or Nones."""
     from harness.report.frame import ResultsError
@@ -182,13 +193,14 @@ def power_lines(spec: MatrixSpec, root: Path, cells: list[Cell]) -> list[str]:
             lines.append(head + f"not estimated for {h.items:,} {h.unit} ({how})")
             continue
         var, prior_df, noise = _prior(spec, root, cells, h.metric, value)
-        mdd = detectable_difference(sd, h.items, var, seeds, prior_df)
+        flips = per_unit(cached, h.metric, h.unit)
+        mdd = detectable_difference(sd, h.items, var, seeds, prior_df, per_unit=flips)
         lines.append(head + f"{mdd:.3g} with {h.items:,} {h.unit}; item sd {sd:.3g} {how}; {noise}")
         if target:
             if mdd <= target:
                 text = "detectable as planned"
             else:
-                more = needed(target, sd, h.items, var, seeds, prior_df)
+                more = needed(target, sd, h.items, var, seeds, prior_df, per_unit=flips)
                 ways = ([f"{more['items']:,} {h.unit} (seeds kept)"] if more["items"] else []) + (
                     [f"{more['seeds']} seeds ({h.unit} kept)"] if more["seeds"] else [])
                 text = ("needs " + " or ".join(ways) if ways

@@ -96,3 +96,29 @@ def test_the_detectable_difference_is_detected_80_percent_of_the_time(seeds, see
         elif var is not None:  # the other term alone keeps it above the target, however many items or seeds
             assert grown(10**6) > target
     assert more["items"] is not None or more["seeds"] is not None
+
+
+def test_a_0_1_score_near_its_ceiling_is_detected_at_the_difference_that_counts_its_flips():
+    groups, size, p, churn = 24, 4, 0.95, 0.03  # 24 people x 4 paraphrases, 95% right, 3% of items re-drawn
+    unit = np.repeat(np.arange(groups), size)
+    rng = np.random.default_rng(7)
+
+    def pair(delta: float):  # b loses delta of the items on average: each right item flips with delta / p
+        a = (rng.random(groups * size) < p).astype(float)
+        b = np.where(rng.random(a.size) < churn, (rng.random(a.size) < p).astype(float), a)
+        return a, np.where(rng.random(a.size) < delta / p, 0.0, b)
+
+    null = [np.bincount(unit, b - a) / size for a, b in (pair(0.0) for _ in range(2000))]
+    sd = float(np.std(np.concatenate(null), ddof=1))  # the sd of a group's paired difference where none differ
+    naive, mdd = detectable_difference(sd, groups), detectable_difference(sd, groups, per_unit=size)
+    assert mdd > 2 * naive  # near 1, the flips that make a difference are most of the variance
+    rate = []
+    for delta in (naive, mdd):
+        hits = 0
+        for k in range(400):
+            a, b = pair(delta)
+            d, lo, hi = stats.paired_diff_ci(a.tolist(), b.tolist(), groups=unit.tolist(), seed=k)
+            iv = t_interval(d, (hi - lo) / (2 * Z), groups - 1, [])
+            hits += iv["hi"] < 0
+        rate.append(hits / 400)
+    assert rate[0] < 0.6 and 0.72 <= rate[1] <= 0.92, (naive, mdd, rate)

@@ -115,23 +115,38 @@ def benjamini_hochberg(pvalues: list[float]) -> list[float]:
 
 
 def detectable_difference(item_sd: float, items: int, seed_var: float | None = None, seeds: int = 1,
-                          prior_df: float | None = None, alpha: float = 1 - LEVEL, power: float = POWER) -> float:
+                          prior_df: float | None = None, alpha: float = 1 - LEVEL, power: float = POWER,
+                          per_unit: float | None = None) -> float:
     """The smallest true difference between two configurations (each with `seeds` seeds, scored on the same
     `items`) that a two-sided test at `alpha` detects with `power`: (t_{1-α/2} + t_{power}) · SE, where
     SE² = item_sd² / items + 2 · seed_var / seeds. `item_sd`: the sd of per-item paired differences;
-    `seed_var`: one seed's variance (None: left out); df by Satterthwaite."""
-    parts = [(item_sd * item_sd / items, items - 1)]
-    if seed_var:
-        df = (prior_df or 0) + seeds - 1
-        parts += [(seed_var / seeds, df if df > 0 else math.inf)] * 2
-    se = math.sqrt(sum(v for v, _ in parts))
-    df = satterthwaite(parts)
-    dist = sps.t(df) if math.isfinite(df) else sps.norm()
-    return float((dist.ppf(1 - alpha / 2) + dist.ppf(power)) * se)
+    `seed_var`: one seed's variance (None: left out); df by Satterthwaite.
+
+    `per_unit` (a 0-1 score: the items averaged into each unit, 1 for items, 4 for groups of 4): a difference δ
+    is made of items that flipped, whose variance δ(1 − δ) / per_unit adds to item_sd² (measured where nothing
+    differed). Near 0 or 1 that variance is most of the test's, and leaving it out would promise a difference
+    the test cannot see; δ is then the fixed point of the formula."""
+    def mdd(delta: float) -> float:
+        flips = delta * (1 - delta) / per_unit if per_unit else 0.0
+        parts = [((item_sd * item_sd + flips) / items, items - 1)]
+        if seed_var:
+            df = (prior_df or 0) + seeds - 1
+            parts += [(seed_var / seeds, df if df > 0 else math.inf)] * 2
+        se = math.sqrt(sum(v for v, _ in parts))
+        df = satterthwaite(parts)
+        dist = sps.t(df) if math.isfinite(df) else sps.norm()
+        return float((dist.ppf(1 - alpha / 2) + dist.ppf(power)) * se)
+
+    delta = mdd(0.0)
+    for _ in range(100 if per_unit else 0):  # increasing and concave below 1/2: converges from below
+        delta, last = min(mdd(delta), 1.0), delta
+        if abs(delta - last) < 1e-9:
+            break
+    return delta
 
 
 def needed(target: float, item_sd: float, items: int, seed_var: float | None = None, seeds: int = 1,
-           prior_df: float | None = None, most: int = 10**6) -> dict:
+           prior_df: float | None = None, most: int = 10**6, per_unit: float | None = None) -> dict:
     """The fewest items (seeds kept) and the fewest seeds (items kept) that make `target` detectable; None: not
     within `most` (seeds: where the item term alone already exceeds it, no number of seeds will do)."""
     def fewest(fn, lo: int) -> int | None:
@@ -146,7 +161,9 @@ def needed(target: float, item_sd: float, items: int, seed_var: float | None = N
             mid = (lo + hi) // 2
             lo, hi = (mid, hi) if fn(mid) > target else (lo, mid)
         return hi
-    grow_items = fewest(lambda n: detectable_difference(item_sd, n, seed_var, seeds, prior_df), max(2, items))
-    grow_seeds = (fewest(lambda s: detectable_difference(item_sd, items, seed_var, s, prior_df), max(1, seeds))
+    grow_items = fewest(lambda n: detectable_difference(item_sd, n, seed_var, seeds, prior_df, per_unit=per_unit),
+                        max(2, items))
+    grow_seeds = (fewest(lambda s: detectable_difference(item_sd, items, seed_var, s, prior_df, per_unit=per_unit),
+                         max(1, seeds))
                   if seed_var else None)
     return {"items": grow_items, "seeds": grow_seeds}
