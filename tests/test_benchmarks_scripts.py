@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import math
 import os
 import subprocess
 import sys
@@ -184,3 +185,34 @@ def test_eval_overhead_skips_a_matrix_whose_data_is_absent(tmp_path, capsys):
     assert script("eval_overhead").main(["--matrix", str(path)]) == 0
     out = capsys.readouterr().out
     assert out.startswith(f"skipped: {path} names data that is not here: {tmp_path / 'nowhere/wiki.test.tokens'}")
+
+
+def test_gate_calibration_plants_exactly_the_effect_it_names(tmp_path):
+    import random
+
+    from fake_results import binary, ppl_items, save_cell
+
+    from harness import store
+    from harness.report.compare import compare
+
+    cal = script("gate_calibration")
+    for side, seeds in (("a", (0, 1)), ("b", (2, 3))):
+        for s in seeds:
+            save_cell(tmp_path / side, "lora r=16", "lora", {"task_exact_match": binary(0.8, 60, s),
+                                                             "ppl_general": ppl_items(2.0, seed=s)}, seed=s)
+    before = {r["id"]: r for r in store.load_all(tmp_path / "b")}
+    cal.plant(tmp_path / "b", "ppl_general", 0.5, random.Random(0))
+    cal.plant(tmp_path / "b", "task_exact_match", 0.5, random.Random(0))
+    for r in store.load_all(tmp_path / "b"):  # stored anew with valid checksums, each seed worse by the effect
+        assert store.damage(tmp_path / "b", r["id"]) is None
+        old = before[r["id"]]["metrics"]
+        assert r["metrics"]["ppl_general"]["value"] == pytest.approx(old["ppl_general"]["value"] * math.exp(0.5))
+        items = store.load_items(tmp_path / "b", r["id"])["task_exact_match"]
+        assert r["metrics"]["task_exact_match"]["value"] == pytest.approx(sum(items) / 60)
+        assert 0.3 < old["task_exact_match"]["value"] - r["metrics"]["task_exact_match"]["value"] < 0.7
+    # both the gate and the rule from before see a regression that large; the clean side is untouched
+    assert cal.item_rule(tmp_path / "a", tmp_path / "b") == {"task_exact_match": True, "ppl_general": True}
+    assert {t["metric"] for t in compare(tmp_path / "a", tmp_path / "b").tests if t["verdict"] == "regressed"} == {
+        "task_exact_match", "ppl_general"}
+    assert cal.clopper_pearson(0, 100)[1] == pytest.approx(0.0362, abs=1e-4)
+    assert cal.clopper_pearson(5, 100) == pytest.approx((0.0164, 0.1128), abs=1e-4)

@@ -140,6 +140,7 @@ class Report:
     family_size: int = 0  # gated comparisons with a p-value: configurations x family metrics
     seeds: tuple[str, str] = ("", "")  # trained seeds on each side, e.g. ("0,1", "2,3")
     noise: str = ""  # what the intervals' training-noise term is
+    tests: list[dict] = field(default_factory=list)  # each gated comparison: cell, metric, delta, p, q (Holm), verdict
 
     @property
     def exit_code(self) -> int:
@@ -372,6 +373,9 @@ def compare(baseline: Path, candidate: Path, tolerance: float = 0.0, relative: b
         report.rows.append({"cell": c["label"], **c["row"],
                             "p (Holm)": f"{c['q']:.2g}" if c["gated"] else c.get("not_comparable") or "not gated",
                             "tolerance": f"{tol:g}", "verdict": verdict})
+        if c["gated"]:
+            report.tests.append({"cell": c["label"], "metric": c["name"], "delta": iv["delta"], "p": iv["p"],
+                                 "q": c["q"], "verdict": verdict})
         half = (iv["hi"] - iv["lo"]) / 2
         # Power: an interval wider than the tolerance cannot tell a regression of that size from noise.
         if c["gated"] and tol > 0 and half > tol and verdict != "regressed":
