@@ -271,3 +271,18 @@ def test_fsdp_shards_half_per_rank_and_matches_ddp(tmp_path, tiny_model_dir, str
         assert all(m * 2 == pytest.approx(w, rel=0.02) for m, w in zip(mine, whole)), (mine, whole)
     assert fsdp["loss_curve"] == pytest.approx(ddp["loss_curve"], rel=1e-4)
     assert fsdp["dtensors"] == 0 and fsdp["loss"] == pytest.approx(ddp["loss"], rel=1e-4)  # gathered on rank 0
+
+
+def test_a_node_without_rank_0_says_where_the_result_is(tmp_path, tiny_model_dir, monkeypatch):
+    """`harness run` on a node whose processes all exited cleanly but none was rank 0 (which stores the result on
+    its own node) records why, instead of a crash with exit status 0."""
+    from harness import runner
+    from harness.config import load_matrix
+    from harness.matrix import expand
+
+    train = "{nproc_per_node: 1, distributed: {backend: fsdp, nnodes: 2, rdzv_endpoint: 'node0:29500'}}"
+    cell = expand(load_matrix(_write(tmp_path, tiny_model_dir, train)), tmp_path)[1]
+    monkeypatch.setattr(runner, "_start_child", lambda *a: subprocess.Popen([sys.executable, "-c", ""]))
+    result = runner.run_isolated(cell, tmp_path / "out")
+    assert result["status"] == "failed" and result["reason"].startswith("trained here as one of 2 nodes, without "
+                                                                        "rank 0: the node whose process became rank 0")
