@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# One GPU, under 9 minutes (520 s of part limits): bf16 matmul rate, the real-model matrix's strategies at a fixed token budget
-# (tokens/s, MFU, peak memory against the dry-run estimate), eval seconds per suite and eval_overhead's
-# harness/reference ratio on the tiny world, the rest on SmolLM2-135M's
-# shape with random weights (or a model folder given as $1). Each part runs in its own process under its
-# own timeout, so one that fails or hangs is reported as not run and the rest still count.
+# One GPU, under 10 minutes (590 s of part limits): bf16 matmul rate, the real-model matrix's strategies at a fixed
+# token budget (tokens/s, MFU, peak memory against the dry-run estimate), full fine-tuning under FSDP2 with one
+# rank under torchrun (bf16 and no mixed precision: the bytes held and the peak against the per-rank estimate, the
+# gather to rank 0), eval seconds per suite and eval_overhead's harness/reference ratio on the tiny world, the rest
+# on SmolLM2-135M's shape with random weights (or a model folder given as $1). Each part runs in its own process
+# under its own timeout, so one that fails or hangs is reported as not run and the rest still count.
 #
 #   OUT=/tmp/gpu benchmarks/gpu.sh [MODEL_FOLDER]     # -> $OUT/gpu-results.md (also printed), $OUT/gpu.log
 #
@@ -26,10 +27,14 @@ if ! "$PY" -c 'import harness, strategies' 2>/dev/null; then
   "$PY" -m pip install -q --no-deps --no-build-isolation -e . >>"$LOG" 2>&1 || fail "pip install -e . failed (see $LOG)"
 fi
 
-part() {  # part SECONDS ARGS...: one benchmark part under its own timeout; its failure is logged, not fatal
+part() {  # part SECONDS [torchrun] ARGS...: one part under its own timeout; its failure is logged, not fatal
   local limit=$1; shift
+  local run=("$PY")
+  if [ "$1" = torchrun ]; then  # one process under torchrun: the process group FSDP2 needs, world size 1
+    run=("$PY" -m torch.distributed.run --standalone --nproc_per_node=1); shift
+  fi
   echo "== $* (limit ${limit}s)" | tee -a "$LOG"
-  timeout --kill-after=10 "$limit" "$PY" benchmarks/gpu_bench.py "$@" >>"$LOG" 2>&1 \
+  timeout --kill-after=10 "$limit" "${run[@]}" benchmarks/gpu_bench.py "$@" >>"$LOG" 2>&1 \
     || echo "   failed or timed out (exit $?): see $LOG" | tee -a "$LOG"
 }
 
@@ -51,6 +56,7 @@ part 40 matmul --json "$OUT/matmul.json"
 for s in full lora qlora adapter prefix; do
   part 60 train --strategy "$s" --model "$MODEL" --tokens "$TOKENS" --json "$OUT/train-$s.json"
 done
+part 70 torchrun fsdp --model "$MODEL" --tokens "$TOKENS" --json "$OUT/fsdp.json"
 part 70 eval --model "$MODEL" --json "$OUT/eval.json"
 # the harness's evaluation against lm-eval's Python API and plain transformers, both on the GPU: the shipped
 # tiny world, per-item agreement checked (eval_overhead.py exits 1 on a disagreement, the table still printed)

@@ -1,4 +1,4 @@
-"""GPU benchmark parts for `benchmarks/gpu.sh`: matmul rate, training per strategy, eval per suite, the report.
+"""GPU benchmark parts for `benchmarks/gpu.sh`: matmul rate, training per strategy, FSDP2, eval per suite, the report.
 
 Each part is its own process (gpu.sh gives each a timeout) and writes one JSON file; `report`
 turns the files into a markdown section for benchmarks/RESULTS.md. The model is SmolLM2-135M's
@@ -7,12 +7,18 @@ neither the converted folder nor a network), with the tiny world's tokenizer and
 folder given with --model. Training is the harness's own `train` (Trainer, bf16 autocast on
 CUDA) on the real-model matrix's strategies (matrices/smollm2-135m.yaml: full, LoRA r=16, QLoRA
 4-bit NF4, adapter, prefix) at a fixed token budget; evaluation is `run_suites` per suite with
-the smoke matrix's eval settings at a small limit.
+the smoke matrix's eval settings at a small limit. The `fsdp` part runs under torchrun with one
+process: full fine-tuning through `train.distributed: {backend: fsdp}` (harness/distributed.py:
+fully_shard on CUDA, the sharding check, the per-rank bytes, the gather to rank 0), with the
+FSDP2 mixed precision bf16 and none, its held bytes and CUDA peak beside the dry-run's per-rank
+estimate. One GPU cannot show the sharding across ranks; it shows that the path runs on CUDA.
 
     python benchmarks/gpu_bench.py model --dir /tmp/m
     python benchmarks/gpu_bench.py matmul --json out/matmul.json
     python benchmarks/gpu_bench.py train --model /tmp/m --strategy lora --json out/train-lora.json
     python benchmarks/gpu_bench.py eval --model /tmp/m --json out/eval.json
+    python -m torch.distributed.run --standalone --nproc_per_node=1 benchmarks/gpu_bench.py fsdp \
+        --model /tmp/m --json out/fsdp.json
     python benchmarks/gpu_bench.py report --dir out --output out/gpu-results.md
 """
 
@@ -21,6 +27,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import sys
 import tempfile
 import time
@@ -35,6 +42,7 @@ TINY_TOKENIZER = REPO / "harness" / "zoo" / "tiny-world" / "model"
 REAL_MATRIX = REPO / "matrices" / "smollm2-135m.yaml"
 SMOKE_MATRIX = REPO / "matrices" / "smoke.yaml"
 STRATEGIES = ("full", "lora", "qlora", "adapter", "prefix")
+FSDP_PRECISIONS = ("bf16", "none")  # train.distributed.fsdp.mixed_precision, bf16 first: the one a GPU run uses
 SMOLLM2_SHAPE = dict(vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
                      num_attention_heads=9, num_key_value_heads=3, max_position_embeddings=8192,
                      rms_norm_eps=1e-5, rope_theta=100000.0, tie_word_embeddings=True)  # its config.json
@@ -120,8 +128,12 @@ def matmul_rate(size: int = 8192, iters: int = 30) -> dict:
             "device": torch.cuda.get_device_name(), "torch": torch.__version__, "cuda": torch.version.cuda}
 
 
-def train_one(cell, work: Path) -> dict:
-    """Load, prepare and train one cell as the runner does; tokens/s, FLOPs and CUDA peak memory (None on CPU)."""
+def train_one(cell, work: Path, after=None) -> dict:
+    """Load, prepare and train one cell as the runner does; tokens/s, FLOPs and CUDA peak memory (None on CPU).
+
+    `after(model, examples, rebuild)`, called once the peak is read, adds its dict to the result; `rebuild()`
+    loads and prepares the cell's model again (what harness.distributed.full_model loads the gathered weights into).
+    """
     import torch
 
     import strategies  # noqa: F401
@@ -144,9 +156,76 @@ def train_one(cell, work: Path) -> dict:
     usage = train(model, tok, examples, cell.train, cell.budget, seed=cell.seed, workdir=work / "trainer")
     estimate = memory.estimate(cell) or {}
     peak = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None
-    return {"strategy": cell.label, "tokens": usage["tokens"], "seconds": usage["seconds"],
-            "tokens_per_second": usage["tokens_per_second"], "flops": usage["flops"], "peak_allocated_mb": peak,
-            "estimate_mb": estimate.get("total_mb"), "batch_size": cell.train.batch_size, "steps": usage["steps"]}
+    out = {"strategy": cell.label, "tokens": usage["tokens"], "seconds": usage["seconds"],
+           "tokens_per_second": usage["tokens_per_second"], "flops": usage["flops"], "peak_allocated_mb": peak,
+           "estimate_mb": estimate.get("total_mb"), "batch_size": cell.train.batch_size, "steps": usage["steps"],
+           "backend": usage["backend"], "world_size": usage["world_size"], "per_rank": usage["per_rank"],
+           "estimate": {k: v for k, v in estimate.items() if k.endswith("_mb")}}
+    if after is not None:
+        out.update(after(model, examples, lambda: strategy.prepare(
+            models.load(cell.model, Path(cell.root), **load_kwargs)[0], params)))
+    return out
+
+
+def fsdp_cell(cell, mixed_precision: str):
+    """The cell trained under `train.distributed: {backend: fsdp}` with FSDP2's mixed precision `mixed_precision`."""
+    from harness.config import TrainSpec
+
+    spec = TrainSpec.model_validate({**cell.train.model_dump(), "distributed": {
+        "backend": "fsdp", "fsdp": {"mixed_precision": mixed_precision}}})
+    return cell.model_copy(update={"train": spec})
+
+
+def gathered(model, examples, rebuild) -> dict:
+    """The trained FSDP2 model gathered to rank 0 as a plain one (harness.distributed.full_model, as a cell does
+    before it evaluates): how many DTensors it still holds (0) and its loss on the first example beside the sharded
+    model's (the same weights; bf16 mixed precision computes the sharded one in bf16)."""
+    import torch
+    from torch.distributed.tensor import DTensor
+
+    from harness.distributed import full_model
+
+    device = next(model.parameters()).device
+    batch = {k: torch.tensor([examples[0][k]], device=device) for k in ("input_ids", "labels")}
+    model.eval()
+    with torch.no_grad():
+        sharded = model(**batch).loss.item()
+        plain = full_model(model, rebuild).to(device).eval()  # world size 1: this process is rank 0
+        loss = plain(**batch).loss.item()
+    return {"gathered": {"dtensors": sum(isinstance(p, DTensor) for p in plain.parameters()), "loss_sharded": sharded,
+                         "loss_gathered": loss}}
+
+
+def fsdp_runs(cell, work: Path, out: Path, precisions=FSDP_PRECISIONS) -> dict:
+    """Full fine-tuning of `cell` under FSDP2 once per mixed precision, in this process (torchrun's one rank).
+
+    `out` is rewritten after each run, so that a run the part's timeout cuts short leaves the earlier ones; a run
+    that raises is recorded with its error and the next still runs."""
+    import gc
+
+    import torch
+
+    if "LOCAL_RANK" not in os.environ:
+        sys.exit("gpu_bench fsdp: run it under torchrun (python -m torch.distributed.run --standalone "
+                 "--nproc_per_node=1 benchmarks/gpu_bench.py fsdp ...): FSDP2 needs a process group")
+    doc = {"launch": "torchrun --standalone --nproc_per_node=1", "runs": []}
+    for mp in precisions:
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        before = torch.cuda.memory_allocated() / 2**20 if torch.cuda.is_available() else None
+        try:
+            run = train_one(fsdp_cell(cell, mp), work / f"fsdp-{mp}", after=gathered)
+        except Exception as e:  # recorded, and the report shows it; the part still exits 1
+            run = {"error": f"{type(e).__name__}: {e}"[:500]}
+        doc["runs"].append({"mixed_precision": mp, "allocated_before_mb": before, **run})
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(doc, indent=1), encoding="utf-8")
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.destroy_process_group()
+    return doc
 
 
 def eval_suites(cell) -> dict:
@@ -180,6 +259,43 @@ def _read(folder: Path, name: str) -> dict | None:
     return json.loads(path.read_text("utf-8")) if path.is_file() else None
 
 
+def _peak_vs_estimate(r: dict) -> str:
+    """Three table cells: the CUDA peak, the dry-run estimate, their ratio (n/a where either is missing)."""
+    peak, est = r["peak_allocated_mb"], r["estimate_mb"]
+    vs = f"{est:,.0f} | " + (f"{peak / est:.2f}x" if peak else "n/a") if est else "n/a | n/a"
+    return f"{f'{peak:,.0f}' if peak else 'n/a'} | {vs}"
+
+
+def _mb_sum(parts: list[float]) -> str:
+    return " + ".join(f"{x:,.0f}" for x in parts) + f" = {sum(parts):,.0f}"
+
+
+def fsdp_rows(doc: dict | None) -> list[str]:
+    """The FSDP2 part's table: per mixed precision, what rank 0 held against the estimate, the peak, the gather."""
+    lines = ["", "FSDP2 (`train.distributed: {backend: fsdp}`, full fine-tuning, one rank under "
+             "`torchrun --standalone --nproc_per_node=1`: the CUDA path, not the sharding across ranks):", "",
+             "| FSDP2 mixed precision | tokens | tok/s | backend (world) | local fraction | held MB: params + grads + "
+             "optimizer | estimate MB: weights + grads + optimizer | peak allocated MB | dry-run estimate MB | "
+             "peak / estimate | gathered to rank 0 |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    runs = {r["mixed_precision"]: r for r in (doc or {}).get("runs", [])}
+    for mp in FSDP_PRECISIONS:
+        r = runs.get(mp)
+        if r is None:
+            why = "failed or timed out" if doc is None else "the part stopped before it"
+            lines.append(f"| {mp} | not run ({why}: see gpu.log) | | | | | | | | | |")
+            continue
+        if "error" in r:
+            lines.append(f"| {mp} | failed: {r['error'].replace('|', '/')} | | | | | | | | | |")
+            continue
+        rank0, est, g = r["per_rank"][0], r["estimate"], r["gathered"]
+        held = _mb_sum([rank0[k] / 2**20 for k in ("param_bytes", "grad_bytes", "optim_bytes")])
+        estimated = _mb_sum([est[k] for k in ("weights_mb", "gradients_mb", "optimizer_mb")])
+        lines.append(f"| {mp} | {r['tokens']:,} | {r['tokens_per_second']:,.0f} | {r['backend']} ({r['world_size']}) "
+                     f"| {rank0['local_fraction']:.3f} | {held} | {estimated} | {_peak_vs_estimate(r)} | "
+                     f"{g['dtensors']} DTensors; loss {g['loss_gathered']:.4f} (sharded {g['loss_sharded']:.4f}) |")
+    return lines
+
+
 def markdown(folder: Path, device: str | None = None) -> str:
     """The results section from the parts' JSON files under `folder`; a missing part is named as not run."""
     mm = _read(folder, "matmul.json")
@@ -205,10 +321,9 @@ def markdown(folder: Path, device: str | None = None) -> str:
         else:
             achieved = r["flops"] / r["seconds"] / 1e12 if r["seconds"] else 0.0
             mfu = f"{achieved / rate:.1%}" if rate else "n/a"
-            peak, est = r["peak_allocated_mb"], r["estimate_mb"]
-            vs = f"{est:,.0f} | " + (f"{peak / est:.2f}x" if peak else "n/a") if est else "n/a | n/a"
             lines.append(f"| {r['strategy']} | {r['tokens']:,} | {r['tokens_per_second']:,.0f} | {achieved:.1f} | "
-                         f"{mfu} | {f'{peak:,.0f}' if peak else 'n/a'} | {vs} |")
+                         f"{mfu} | {_peak_vs_estimate(r)} |")
+    lines += fsdp_rows(_read(folder, "fsdp.json"))
     ev = _read(folder, "eval.json")
     lines += ["", "| eval suite | seconds |", "|---|---|"]
     if ev:
@@ -219,7 +334,10 @@ def markdown(folder: Path, device: str | None = None) -> str:
     lines += ["", "MFU: the harness's training FLOPs (harness/flops.py: 6N per token full, 4N + 2T frozen base) per "
               "second over the measured matmul rate. Peak: torch.cuda.max_memory_allocated over load, prepare and "
               "training; the estimate is harness/memory.py's (what `harness run --dry-run` prints), at the longest "
-              "sequence (data.max_length) where batches here pad to their longest row.", ""]
+              "sequence (data.max_length) where batches here pad to their longest row. FSDP2's held bytes are "
+              "rank 0's local parameter, gradient (before the first optimizer step) and optimizer-state tensors "
+              "(harness/distributed.py `local_bytes`, what a cell records in usage.per_rank); with one rank they are "
+              "the whole model's, as is the per-rank estimate.", ""]
     return "\n".join(lines)
 
 
@@ -232,8 +350,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--size", type=int, default=8192)
     p.add_argument("--iters", type=int, default=30)
     p.add_argument("--json", type=Path, required=True)
-    for name in ("train", "eval"):
-        p = sub.add_parser(name, help=f"{name} on the GPU")
+    for name in ("train", "eval", "fsdp"):
+        p = sub.add_parser(name, help=f"{name} on the GPU" if name != "fsdp" else
+                           "full fine-tuning under FSDP2 (bf16 and no mixed precision), under torchrun")
         p.add_argument("--model", type=Path, required=True, help="model folder (the `model` part's, or a real one)")
         p.add_argument("--tokens", type=int, default=40000, help="training token budget per strategy")
         p.add_argument("--batch-size", type=int, help="default: the real-model matrix's")
@@ -272,6 +391,10 @@ def main(argv: list[str] | None = None) -> int:
             sys.exit(f"gpu_bench: {args.model}: no config.json; give a model folder (the `model` part writes one)")
         work = Path(tempfile.mkdtemp(prefix="gpu-bench-"))
         cells = matrix_cells(args.model, work, args.tokens, args.batch_size, args.eval_limit)
+        if args.part == "fsdp":  # writes args.json itself, after each run
+            out = fsdp_runs(next(c for c in cells if c.strategy == "full"), work, args.json)
+            print(json.dumps(out))
+            return 1 if any("error" in r for r in out["runs"]) else 0
         if args.part == "train":
             out = train_one(next(c for c in cells if c.strategy == args.strategy), work)
         else:

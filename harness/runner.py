@@ -158,6 +158,11 @@ def run_isolated(cell: Cell, results_dir: Path, on_progress=None, threads: int |
     result = store.load(results_dir, cell.id)
     if code == 0 and result is not None and result.get("finished_at", "") >= _iso(started):
         return result
+    nodes = cell.train.distributed.nnodes if cell.train.distributed else 1
+    if code == 0 and nodes > 1:  # every rank here exited cleanly; rank 0, which stores, ran on another node
+        return _failed(cell, results_dir, f"trained here as one of {nodes} nodes, without rank 0: the node whose "
+                                          "process became rank 0 (c10d numbers the nodes as they join) stores the "
+                                          f"cell's result in its own results folder (log: {log})", started)
     tail = [ln for ln in log.read_text("utf-8", errors="replace").splitlines() if ln.strip()][-3:]
     why = "killed (out of memory?)" if code in (-9, 137) else f"exit status {code}"
     return _failed(cell, results_dir, f"crashed, {why}: {' | '.join(tail)[-600:]} (log: {log})", started)

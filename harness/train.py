@@ -76,8 +76,9 @@ def train(model, tok, examples: list[dict], spec: TrainSpec, budget: dict, seed:
     `memory`, started before the model was loaded, makes peak_memory_mb include the weights.
     `snapshot_at` (fractions of the token budget) writes the trained part to `snapshot_dir` when the run reaches
     each (harness.snapshots); usage["snapshots"] lists them, their time and memory left out of the run's.
-    Under train.distributed fsdp the model is sharded in place (harness.distributed; `full_model` gathers it back);
-    usage["per_rank"] lists what each rank held. `root` resolves a relative deepspeed config file.
+    Under train.distributed fsdp the model is sharded in place (harness.distributed; `full_model` gathers it back),
+    at world size 1 too when the process runs under torchrun; usage["per_rank"] lists what each rank held. `root`
+    resolves a relative deepspeed config file.
     """
     data_collator, counting = collator(tok, packing, model)  # the data layer decides padding vs packing
     world = world_size()
@@ -87,6 +88,8 @@ def train(model, tok, examples: list[dict], spec: TrainSpec, budget: dict, seed:
     own_workdir = workdir is None  # Trainer wants an output folder; with save_strategy "no" nothing in it is kept
     workdir = workdir or Path(tempfile.mkdtemp(prefix="harness-train-"))
     backend = spec.backend if world > 1 else "ddp"
+    if spec.backend == "fsdp" and "LOCAL_RANK" in os.environ:  # under torchrun, one process: FSDP2 over one rank,
+        backend = "fsdp"  # how one GPU checks the sharding path (benchmarks/gpu_bench.py fsdp); no cell does this
     if backend == "deepspeed" and not distributed.deepspeed_installed():
         raise RuntimeError("distributed.backend deepspeed: the deepspeed package is not installed here")
     args = TrainingArguments(**training_kwargs(spec, steps, seed, workdir, counting, tracking, root, world))

@@ -118,6 +118,46 @@ def test_gpu_bench_trains_a_strategy_on_cpu_to_the_exact_budget(tmp_path):
     assert out["flops"] > 0 and out["estimate_mb"] > 0 and out["strategy"] == "lora r=16 lr=0.001"
 
 
+FSDP_WORKER = """
+import importlib.util, json, sys
+from pathlib import Path
+spec = importlib.util.spec_from_file_location("gpu_bench", sys.argv[1])
+gb = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(gb)
+work = Path(sys.argv[2])
+cells = gb.matrix_cells(gb.write_model(work / "m", **json.loads(sys.argv[3])), work, 300, None, 2)
+gb.fsdp_runs(next(c for c in cells if c.strategy == "full"), work, work / "fsdp.json")
+"""
+
+
+@pytest.mark.slow
+def test_gpu_bench_fsdp_part_runs_the_sharding_path_on_cpu_under_torchrun(tmp_path):
+    """The `fsdp` part's runs with one gloo rank on CPU (gpu.sh runs them with one GPU): FSDP2 at world size 1,
+    each mixed precision, the budget exact, rank 0's bytes beside the estimate, the gathered model plain."""
+    import json
+
+    (tmp_path / "worker.py").write_text(FSDP_WORKER, encoding="utf-8")
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=1",
+                           str(tmp_path / "worker.py"), str(REPO / "benchmarks" / "gpu_bench.py"), str(tmp_path),
+                           json.dumps(TINY_SHAPE)], env=env(tmp_path), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    doc = json.loads((tmp_path / "fsdp.json").read_text())
+    assert [r["mixed_precision"] for r in doc["runs"]] == ["bf16", "none"]
+    for r in doc["runs"]:
+        assert "error" not in r, r["error"]
+        assert (r["backend"], r["world_size"], r["tokens"]) == ("fsdp", 1, 300)
+        rank0 = r["per_rank"][0]
+        assert rank0["local_fraction"] == 1.0 and rank0["grad_bytes"] == rank0["param_bytes"]  # all trainable
+        assert rank0["optim_bytes"] == 2 * rank0["param_bytes"]  # AdamW: two fp32 states per parameter
+        assert rank0["param_bytes"] / 2**20 == pytest.approx(r["estimate"]["weights_mb"], abs=0.1)
+        assert r["gathered"]["dtensors"] == 0
+    losses = {r["mixed_precision"]: r["gathered"] for r in doc["runs"]}
+    assert losses["none"]["loss_gathered"] == pytest.approx(losses["none"]["loss_sharded"], rel=1e-5)
+    assert losses["bf16"]["loss_gathered"] == pytest.approx(losses["bf16"]["loss_sharded"], rel=0.05)
+    text = "\n".join(script("gpu_bench").fsdp_rows(doc))
+    assert "| bf16 | 300 |" in text and "| fsdp (1) | 1.000 |" in text
+
+
 def test_gpu_bench_report_computes_mfu_and_names_missing_parts(tmp_path):
     import json
 
@@ -131,6 +171,15 @@ def test_gpu_bench_report_computes_mfu_and_names_missing_parts(tmp_path):
          "peak_allocated_mb": 3000.0, "estimate_mb": 2000.0}))
     (tmp_path / "train-qlora.json").write_text(json.dumps({"strategy": "qlora r=16", "skipped": "not applicable"}))
     (tmp_path / "eval.json").write_text(json.dumps({"limit": 16, "seconds": {"perplexity": 1.5, "task": 2.25}}))
+    assert "| bf16 | not run (failed or timed out: see gpu.log) |" in gb.markdown(tmp_path)  # no fsdp.json
+    mib = 2**20
+    (tmp_path / "fsdp.json").write_text(json.dumps({"runs": [
+        {"mixed_precision": "bf16", "tokens": 40000, "tokens_per_second": 8000.0, "backend": "fsdp", "world_size": 1,
+         "per_rank": [{"rank": 0, "param_bytes": 513 * mib, "grad_bytes": 513 * mib, "optim_bytes": 1026 * mib,
+                       "local_fraction": 1.0}],
+         "estimate": {"weights_mb": 513.0, "gradients_mb": 513.0, "optimizer_mb": 1026.0, "activations_mb": 900.0},
+         "peak_allocated_mb": 3500.0, "estimate_mb": 2952.0,
+         "gathered": {"dtensors": 0, "loss_sharded": 10.81234, "loss_gathered": 10.80011}}]}))
     text = gb.markdown(tmp_path)
     assert text.startswith("## GPU: NVIDIA H200 (2026-12-01)")
     assert "budget 40,000 tokens" in text and "**500 TFLOP/s**" in text
@@ -139,6 +188,10 @@ def test_gpu_bench_report_computes_mfu_and_names_missing_parts(tmp_path):
     assert "| qlora r=16 | not applicable |" in text
     assert "| full | not run (failed or timed out: see gpu.log) |" in text
     assert "| perplexity (limit 16) | 1.5 |" in text and "| **total** | 3.8 |" in text
+    # FSDP2: rank 0's bytes as the estimate divides them, the peak against the total, the gather; `none` never ran
+    assert ("| bf16 | 40,000 | 8,000 | fsdp (1) | 1.000 | 513 + 513 + 1,026 = 2,052 | 513 + 513 + 1,026 = 2,052 | "
+            "3,500 | 2,952 | 1.19x | 0 DTensors; loss 10.8001 (sharded 10.8123) |") in text
+    assert "| none | not run (the part stopped before it: see gpu.log) |" in text
     assert gb.main(["report", "--dir", str(tmp_path), "--device", "H200 (lent)", "--output",
                     str(tmp_path / "gpu-results.md")]) == 0
     assert (tmp_path / "gpu-results.md").read_text().startswith("## GPU: H200 (lent) (2026-12-01)")
@@ -156,12 +209,14 @@ def test_gpu_bench_arguments_and_no_cuda_fail_clearly(tmp_path, capsys):
     assert e.value.code == 2 and "--tokens must be at least 1, got 0" in capsys.readouterr().err
     args = gb.parse(["eval", "--model", "m", "--json", "x.json"])
     assert (args.tokens, args.eval_limit, args.batch_size) == (40000, 16, None)
+    assert gb.parse(["fsdp", "--model", "m", "--tokens", "500", "--json", "x.json"]).tokens == 500
     if torch.cuda.is_available():
         pytest.skip("a GPU is present: the no-CUDA message cannot be shown")
-    with pytest.raises(SystemExit) as e:
-        gb.main(["matmul", "--json", str(tmp_path / "m.json")])
-    assert "gpu_bench: CUDA is not available" in str(e.value) and "needs one NVIDIA GPU" in str(e.value)
-    assert not (tmp_path / "m.json").exists()
+    for part in (["matmul"], ["fsdp", "--model", str(tmp_path)]):
+        with pytest.raises(SystemExit) as e:
+            gb.main([*part, "--json", str(tmp_path / "m.json")])
+        assert "gpu_bench: CUDA is not available" in str(e.value) and "needs one NVIDIA GPU" in str(e.value)
+        assert not (tmp_path / "m.json").exists()
 
 
 def test_gpu_sh_stops_with_a_message_without_a_gpu(tmp_path):

@@ -271,3 +271,67 @@ def test_fsdp_shards_half_per_rank_and_matches_ddp(tmp_path, tiny_model_dir, str
         assert all(m * 2 == pytest.approx(w, rel=0.02) for m, w in zip(mine, whole)), (mine, whole)
     assert fsdp["loss_curve"] == pytest.approx(ddp["loss_curve"], rel=1e-4)
     assert fsdp["dtensors"] == 0 and fsdp["loss"] == pytest.approx(ddp["loss"], rel=1e-4)  # gathered on rank 0
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_nodes_on_localhost_train_one_fsdp_cell(tmp_path, tiny_model_dir):
+    """`cell_command` for `nnodes: 2` started twice on this machine, one rank per "node", each in its own folder
+    (as on two machines), the c10d rendezvous on a free local port: one FSDP2 cell sharded over both nodes, its
+    result stored by whichever node's process became rank 0."""
+    from harness import store
+    from harness.config import load_matrix
+    from harness.matrix import expand
+    from harness.runner import cell_command
+
+    train = ("{batch_size: 2, learning_rate: 0.001, nproc_per_node: 1, distributed: {backend: fsdp, nnodes: 2, "
+             f"rdzv_endpoint: '127.0.0.1:{_free_port()}'}}}}")
+    cell = expand(load_matrix(_write(tmp_path, tiny_model_dir, train)), tmp_path)[1]
+    cmd = cell_command(cell, Path("cell.json"), Path("results"))  # relative: the same command on both nodes
+    assert "--nnodes=2" in cmd and "--nproc_per_node=1" in cmd
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    nodes, started = [tmp_path / "node0", tmp_path / "node1"], []
+    try:
+        for node in nodes:
+            (node / "results").mkdir(parents=True)
+            (node / "cell.json").write_text(cell.model_dump_json(), encoding="utf-8")
+            with (node / "log").open("w") as log:
+                started.append(subprocess.Popen(cmd, cwd=node, env=env, stdout=log, stderr=subprocess.STDOUT))
+        codes = [p.wait(timeout=300) for p in started]
+    finally:
+        for p in started:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    logs = "\n".join(f"--- {n.name}\n" + (n / "log").read_text(errors="replace")[-2000:] for n in nodes)
+    assert codes == [0, 0], logs
+    results = [r for n in nodes if (r := store.load(n / "results", cell.id)) is not None]
+    assert len(results) == 1, logs  # rank 0 stores; the other node's process only trained
+    result = results[0]
+    assert result["status"] == "ok", result.get("reason")
+    usage = result["usage"]
+    assert usage["world_size"] == 2 and usage["backend"] == "fsdp" and usage["tokens"] == 400
+    assert [r["rank"] for r in usage["per_rank"]] == [0, 1]
+    assert [r["local_fraction"] for r in usage["per_rank"]] == pytest.approx([0.5, 0.5], abs=0.01)
+
+
+def test_a_node_without_rank_0_says_where_the_result_is(tmp_path, tiny_model_dir, monkeypatch):
+    """`harness run` on a node whose processes all exited cleanly but none was rank 0 (which stores the result on
+    its own node) records why, instead of a crash with exit status 0."""
+    from harness import runner
+    from harness.config import load_matrix
+    from harness.matrix import expand
+
+    train = "{nproc_per_node: 1, distributed: {backend: fsdp, nnodes: 2, rdzv_endpoint: 'node0:29500'}}"
+    cell = expand(load_matrix(_write(tmp_path, tiny_model_dir, train)), tmp_path)[1]
+    monkeypatch.setattr(runner, "_start_child", lambda *a: subprocess.Popen([sys.executable, "-c", ""]))
+    result = runner.run_isolated(cell, tmp_path / "out")
+    assert result["status"] == "failed" and result["reason"].startswith("trained here as one of 2 nodes, without "
+                                                                        "rank 0: the node whose process became rank 0")
