@@ -196,3 +196,31 @@ def test_a_noise_from_that_holds_no_prior_is_refused(tmp_path, capsys):
     path = _plan_matrix(tmp_path, "nowhere")
     assert main(["validate", path]) == 2
     assert "eval.noise_from:" in capsys.readouterr().err
+
+
+def test_the_tables_intervals_carry_training_noise_where_the_prior_measures_it(tmp_path, reference):
+    from harness.report.frame import load_results, summarize
+    from harness.report.leaderboard import write_leaderboard
+    from harness.report.table import annotate
+
+    for name, second in (("near", 0.03), ("far", 0.3)):  # a second configuration 3 or 30 points above lora r=4
+        d = tmp_path / name
+        _folder(d, [0.0, 0.01])
+        for seed, shift in enumerate([second, second + 0.01]):
+            save_cell(d, f"full seed={seed}", "full", {"task_exact_match": _scores(shift),
+                                                       "ppl_general": ppl_items(1.1, seed=1)}, seed=seed)
+    priors = load_priors(reference)  # lora r=4's seed variance; `full` has no prior: its own two seeds
+    near = {r["label"]: r for r in annotate(summarize(load_results(tmp_path / "near")), tmp_path / "near", priors)}
+    plain = {r["label"]: r for r in annotate(summarize(load_results(tmp_path / "near")), tmp_path / "near")}
+    lora, full = near["lora r=4"], near["full"]
+    # 3 points over 300 items moves 9 items all one way: the item term alone excludes 0, training noise does not
+    assert lora["vs_base"]["task_exact_match"]["item_only"] is False
+    assert lora["near_best"]["task_exact_match"] and full["rank"]["task_exact_match"] == 1
+    moderated, own = near["lora r=4"]["vs_base"]["task_exact_match"], plain["lora r=4"]["vs_base"]["task_exact_match"]
+    # the run's two seeds happen to agree (shifts 0.00, 0.01); the prior knows seeds spread ~0.05: a wider interval
+    assert moderated["hi"] - moderated["lo"] > own["hi"] - own["lo"]
+    far = {r["label"]: r for r in annotate(summarize(load_results(tmp_path / "far")), tmp_path / "far", priors)}
+    assert not far["lora r=4"]["near_best"]["task_exact_match"]
+    md = write_leaderboard(tmp_path / "near", plot=False, noise=reference).read_text("utf-8")
+    assert ("- **Training noise:** each trained configuration's variance over its 2 seed(s), moderated with the "
+            f"prior `{reference} (6 seeds)`") in md

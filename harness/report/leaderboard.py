@@ -186,7 +186,22 @@ def _tokenizer(results: list[dict], model: str) -> str:
                    for t in map(json.loads, toks))
 
 
-def header(results: list[dict], results_dir: Path, title: str, left_out: list[dict] | None = None) -> list[str]:
+def noise_line(results: list[dict], priors) -> str:
+    """Where every interval's training-noise term comes from, for the header."""
+    seeds = Counter(prior.config_label(r) for r in results if r["cell"]["strategy"] != BASE and r["status"] == "ok")
+    most = max(seeds.values(), default=0)
+    if priors is not None:
+        return (f"- **Training noise:** each trained configuration's variance over its {most} seed(s), moderated "
+                f"with the prior `{priors.text}` (harness noise); the base model has none")
+    if most > 1:
+        return (f"- **Training noise:** each trained configuration's own variance over its {most} seeds (no prior: "
+                "few degrees of freedom, wide intervals)")
+    return ("- **Training noise:** not measured (one seed, no noise prior): intervals cover new items, not a new "
+            "training run")
+
+
+def header(results: list[dict], results_dir: Path, title: str, left_out: list[dict] | None = None,
+           priors=None) -> list[str]:
     cells = [r["cell"] for r in results]
     env = next((r["env"] for r in results if r.get("env")), {})
     models = ", ".join(f"`{m}`" + _tokenizer(results, m) for m in _unique(c.get("model", {}).get("id") for c in cells))
@@ -207,7 +222,7 @@ def header(results: list[dict], results_dir: Path, title: str, left_out: list[di
              f"- **Seeds:** {seeds} · **suites:** {suites}",
              f"- **Hardware:** {env.get('device', '?')} · {env.get('platform', '?')}",
              f"- **Versions:** {versions(results)}",
-             f"- **Cells:** {len(results)} ({statuses})"]
+             f"- **Cells:** {len(results)} ({statuses})", noise_line(results, priors)]
     package_sets = _unique(json.dumps(r["env"].get("packages") or {}, sort_keys=True) for r in results if r.get("env"))
     if off := _unique(d for v in package_sets for d in env_info.drift(json.loads(v), env_info.pinned())):
         lines.append(f"- **⚠ Not the pinned versions:** measured with {', '.join(off)}; `pip install -c "
@@ -304,7 +319,11 @@ RULES = (
     "95% interval of the difference to the best cell includes 0). Differences are paired over the items both cells "
     "scored, joined on item ids (paired bootstrap; perplexity resamples documents; BLEU/chrF are re-scored as "
     "corpora on each side), otherwise taken from the two intervals (half-widths added in quadrature, marked "
-    "unpaired). Δ = cell minus the base model of the same matrix; ✱ = its interval excludes 0. ↑ higher is better, "
+    "unpaired); the interval is Δ ± t·SE, and its SE adds to that item term each trained side's training noise "
+    "(its variance over seeds, moderated with the noise prior where there is one; Satterthwaite df), so with one "
+    "seed and no prior it covers new items, not a new training run. Δ = cell minus the base model of the same "
+    "matrix; ✱ = its interval excludes 0 (uncorrected; the Takeaways correct for many comparisons). ↑ higher is "
+    "better, "
     "↓ lower is better. Numbers keep at most 4 significant digits "
     "(from 1e4 on, 2 in scientific form). Columns on which every cell scores the same, or every cell is at chance, "
     "are under Details. Every metric, interval, rank and delta is also in summary.csv / summary.json; full records "
@@ -423,7 +442,7 @@ def markdown(results: list[dict], rows: list[dict], results_dir: Path, title: st
     top = headline(rows).text.map(_esc)
     wide = wide_tables(rows)
     tables = [top, *(t for t in wide.values() if not t.empty)]
-    parts = header(results, results_dir, title, left_out) + ["", "## Takeaways", "",
+    parts = header(results, results_dir, title, left_out, priors) + ["", "## Takeaways", "",
                                                              *takeaways(rows, results_dir, priors),
                                                              "", "## Headline", "", top.to_markdown(index=False), "",
                                                              RULES, "", *interval_legend(rows), ""]
@@ -476,11 +495,11 @@ def extra_sections(rows: list[dict], curves: dict, spec) -> list[dict]:
 
 
 def report_page(results: list[dict], rows: list[dict], results_dir: Path, title: str,
-                left_out: list[dict] | None = None, curves: dict | None = None, spec=None) -> str:
+                left_out: list[dict] | None = None, curves: dict | None = None, spec=None, priors=None) -> str:
     """report.html's content: the same header, headline and tables as the markdown, plus charts and evidence."""
     from harness.report.html import leaderboard_page
 
-    lines = header(results, results_dir, title, left_out)[2:]  # without the title and its blank line
+    lines = header(results, results_dir, title, left_out, priors)[2:]  # without the title and its blank line
     return leaderboard_page(results, rows, results_dir, title, [h.removeprefix("- ") for h in lines],
                             wide_tables(rows), data_hygiene(results_dir), RULES,
                             extra_sections(rows, curves or {}, spec), curves, spec)
@@ -497,7 +516,7 @@ def write_leaderboard(results_dir: Path, title: str | None = None, plot: bool = 
     own = results_dir / prior.NOISE_FILE
     priors = prior.load_priors(noise if noise is not None else own if own.is_file() else None)
     results, left_out = current_set(load_results(results_dir))
-    rows = ordered(annotate(summarize(results), results_dir))
+    rows = ordered(annotate(summarize(results), results_dir, priors))
     curves, spec = tradeoff.curves_for(rows, results_dir), tradeoff.limits(results)
     figures = plots.write_plots(rows, results_dir, curves, spec) if plot else []
     summary_frame(rows).to_csv(results_dir / "summary.csv", index=False)
@@ -508,5 +527,5 @@ def write_leaderboard(results_dir: Path, title: str | None = None, plot: bool = 
                             tradeoff.section(curves, rows, spec, tradeoff.not_interpolated(rows)), priors),
                    encoding="utf-8")
     (results_dir / "report.html").write_text(report_page(results, rows, results_dir, title or results_dir.name,
-                                                         left_out, curves, spec), encoding="utf-8")
+                                                         left_out, curves, spec, priors), encoding="utf-8")
     return out

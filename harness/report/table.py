@@ -7,12 +7,14 @@ Rules (the leaderboard states them under its tables):
 - a column carries no information when every cell prints the same value, or every interval includes the
   chance level of a multiple-choice benchmark (harness.suites); the leaderboard moves it to its details;
 - a cell is "indistinguishable from the best" on a metric when the interval of its difference to
-  the best cell (deltas.difference: paired over items where both scored the same items) includes 0;
+  the best cell includes 0: the paired item term (deltas.difference: paired over items where both scored
+  the same items) plus each trained side's training noise where its seeds or a noise prior measure it
+  (seed_difference, prior.seed_aware);
 - deltas are against the base cell of the same model, with the same interval rule (items joined on
   their ids; a corpus metric's delta is a difference of corpus scores); two cells whose items share
   no id raise ResultsError.
 
-    rows = annotate(summarize(load_results(d)), d)
+    rows = annotate(summarize(load_results(d)), d, priors)
     rows[3]["rank"]["task_exact_match"], rows[3]["near_best"]["task_exact_match"], rows[3]["vs_base"]["ppl_general"]
     number(310029503.0, "{:.2f}")  # '3.1e8';  format_interval(m, "{:.2f}") -> '3.1e8 [2.6e8, 3.7e8]'
     summary_frame(rows).to_csv("summary.csv")
@@ -27,7 +29,7 @@ from pathlib import Path
 import pandas as pd
 
 from harness.evals.items import PairingError
-from harness.report import deltas
+from harness.report import deltas, prior
 from harness.report.frame import BASE, ResultsError, load_items
 from harness.suites import describe
 
@@ -121,6 +123,26 @@ def row_difference(items: dict, a: dict, b: dict, name: str) -> dict:
         raise ResultsError(f"{name}: cells {', '.join(a['ids'])} and {', '.join(b['ids'])}: {e}") from None
 
 
+def seed_difference(items: dict, a: dict, b: dict, name: str, priors: prior.Priors | None = None) -> dict:
+    """b minus a with training noise: {"d": the item term alone (row_difference), "iv": the seed-aware interval
+    (prior.seed_aware: each trained side's values over its seeds, moderated with its prior), "df": the item df}."""
+    d = row_difference(items, a, b, name)
+    sides = [deltas.seed_scores([items[i] for i in r["ids"]], name) for r in (a, b)]
+    df = prior.item_df(d, *(s.groups if s else None for s in sides),
+                       min((x for x in (a["metrics"][name].get("n"), b["metrics"][name].get("n")) if x), default=None))
+    values = [r["metrics"][name].get("values") or [r["metrics"][name]["value"]] for r in (a, b)]
+    found = [priors.get(prior.config_label({"label": r["label"], "cell": {"strategy": r["strategy"]}}), name)
+             if priors else None for r in (a, b)]
+    iv = prior.seed_aware(name, *values, d, df, *found, a["strategy"] != BASE, b["strategy"] != BASE)
+    return {"d": d, "iv": iv, "df": df}
+
+
+def _shown_difference(t: dict) -> dict:
+    """The table's difference: the item term's pairing with the seed-aware interval."""
+    iv = t["iv"]
+    return {**t["d"], **{k: iv[k] for k in ("delta", "lo", "hi", "p", "item_only")}}
+
+
 def load_row_items(rows: list[dict], results_dir: Path) -> dict:
     """Per cell id, its items file (as frame.load_items reads it)."""
     return {i: load_items(results_dir, i) for r in rows for i in r["ids"]}
@@ -134,8 +156,9 @@ def rank(rows: list[dict], name: str) -> dict[int, int]:
     return {id(r): int(k) for r, k in zip(ranked, values.rank(ascending=not up, method="min"), strict=True)}
 
 
-def annotate(rows: list[dict], results_dir: Path) -> list[dict]:
-    """Adds rank, best (beats some other cell), near_best and vs_base (dicts keyed by metric) to every row."""
+def annotate(rows: list[dict], results_dir: Path, priors: prior.Priors | None = None) -> list[dict]:
+    """Adds rank, best (beats some other cell), near_best and vs_base (dicts keyed by metric) to every row;
+    `priors`: the noise prior the seed terms are moderated with."""
     items = load_row_items(rows, results_dir)
     bases = {r["model"]: r for r in rows if r["strategy"] == BASE}
     for r in rows:
@@ -149,13 +172,16 @@ def annotate(rows: list[dict], results_dir: Path) -> list[dict]:
         spread = len(set(ranks.values())) > 1
         for r in ranked:
             r["best"][name] = spread and r["rank"][name] == 1
-            d = row_difference(items, best, r, name)
+            if r is best:
+                r["near_best"][name] = False
+                continue
+            d = _shown_difference(seed_difference(items, best, r, name, priors))
             r["near_best"][name] = r["rank"][name] > 1 and not deltas.significant(d)
         for r in rows:
             base = bases.get(r["model"])
             if base is None or r is base or name not in r["metrics"] or name not in base["metrics"]:
                 continue
-            r["vs_base"][name] = row_difference(items, base, r, name)
+            r["vs_base"][name] = _shown_difference(seed_difference(items, base, r, name, priors))
     return rows
 
 

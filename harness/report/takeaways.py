@@ -33,7 +33,7 @@ from harness.report.table import (
     metric_names,
     primary_metric,
     rank,
-    row_difference,
+    seed_difference,
     uninformative,
 )
 from harness.suites import describe, is_per_token
@@ -57,16 +57,7 @@ class Comparisons:
         key = self._key(a, b, name)
         if key in self.found:
             return self.found[key]
-        d = row_difference(self.items, a, b, name)
-        sides = [deltas.seed_scores([self.items[i] for i in r["ids"]], name) for r in (a, b)]
-        df = prior.item_df(d, *(s.groups if s else None for s in sides),
-                           min((x for x in (a["metrics"][name].get("n"), b["metrics"][name].get("n")) if x),
-                               default=None))
-        values = [r["metrics"][name].get("values") or [r["metrics"][name]["value"]] for r in (a, b)]
-        priors = [self.priors.get(prior.config_label({"label": r["label"], "cell": {"strategy": r["strategy"]}}),
-                                  name) if self.priors else None for r in (a, b)]
-        iv = prior.seed_aware(name, *values, d, df, *priors, a["strategy"] != BASE, b["strategy"] != BASE)
-        self.found[key] = {"d": d, "iv": iv, "df": df, "a": a, "name": name}
+        self.found[key] = {**seed_difference(self.items, a, b, name, self.priors), "a": a, "name": name}
         return self.found[key]
 
     def correct(self) -> None:
