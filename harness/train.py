@@ -120,7 +120,7 @@ def train(model, tok, examples: list[dict], spec: TrainSpec, budget: dict, seed:
             shutil.rmtree(workdir, ignore_errors=True)
     mine = {"rank": distributed.rank(), **distributed.local_bytes(trainer.model_wrapped, trainer.optimizer,
                                                                   grads.bytes),
-            "peak_rss_mb": round(memory.peak_rss_mb, 1)}
+            "peak_memory_mb": round(memory.peak_mb, 1), "peak_rss_mb": round(memory.peak_rss_mb, 1)}
     per_rank = distributed.gather(mine) if world > 1 else [mine]
     state = trainer.state
     tokens = int(state.num_input_tokens_seen)
@@ -136,7 +136,7 @@ def train(model, tok, examples: list[dict], spec: TrainSpec, budget: dict, seed:
         "flops": training_flops(param_count(model), trainable, tokens),
         "world_size": world,
         "backend": backend,
-        "per_rank": per_rank,  # what each rank held: parameter, gradient and optimizer-state bytes
+        "per_rank": per_rank,  # what each rank held: parameter, gradient and optimizer-state bytes, peak memory
         "loss_first": callback.losses[0] if callback.losses else None,
         "loss_last": callback.losses[-1] if callback.losses else None,
         "loss_curve": callback.losses,

@@ -271,3 +271,87 @@ def test_gate_calibration_plants_exactly_the_effect_it_names(tmp_path):
         "task_exact_match", "ppl_general"}
     assert cal.clopper_pearson(0, 100)[1] == pytest.approx(0.0362, abs=1e-4)
     assert cal.clopper_pearson(5, 100) == pytest.approx((0.0164, 0.1128), abs=1e-4)
+
+
+def _fsdp_vs_ddp_cells(tmp_path, fsdp_task: float = 0.7) -> tuple[list[dict], list[dict]]:
+    """Fake results of fsdp-smoke under fsdp and under ddp: base, full and lora r=4, the same items on both sides
+    but the FSDP full cell's task scores, drawn at the rate `fsdp_task`."""
+    from fake_results import binary, ppl_items, save_cell
+
+    from harness import store
+
+    def usage(backend: str, share: float) -> dict:
+        held = [int(1_000_000 * share), int(1_000_000 * share), int(2_000_000 * share)]
+        return {"tokens": 6000, "backend": backend, "world_size": 2, "peak_memory_mb": 150.0, "per_rank": [
+            {"rank": r, "param_bytes": held[0], "grad_bytes": held[1], "optim_bytes": held[2],
+             "local_fraction": share, "peak_memory_mb": 150.0 + 10 * share, "peak_rss_mb": 700.0} for r in (0, 1)]}
+
+    for backend, share in (("fsdp", 0.5), ("ddp", 1.0)):
+        folder = tmp_path / backend
+        save_cell(folder, "base", "base", {"task_exact_match": binary(0.2, 32, 9), "ppl_general": ppl_items(3.0)})
+        for label, strategy, params, seed in (("full lr=0.0003", "full", {}, 1), ("lora r=4 lr=0.002", "lora",
+                                                                                 {"r": 4}, 2)):
+            rate = fsdp_task if backend == "fsdp" and strategy == "full" else 0.7
+            save_cell(folder, label, strategy, {"task_exact_match": binary(rate, 32, seed),
+                                                "ppl_general": ppl_items(2.0, seed=seed)}, params=params,
+                      usage=usage(backend, share))
+    return store.load_all(tmp_path / "fsdp"), store.load_all(tmp_path / "ddp")
+
+
+def test_fsdp_vs_ddp_puts_every_fsdp_metric_in_the_ddp_interval_and_shows_each_rank(tmp_path):
+    fv = script("fsdp_vs_ddp")
+    fsdp, ddp = _fsdp_vs_ddp_cells(tmp_path)
+    lines, failures = fv.compare_cells(fsdp, ddp)
+    assert failures == []
+    rows = [line.split() for line in lines if line.startswith(("full", "lora"))]
+    metric_rows = [r for r in rows if r[-1] in ("yes", "NO")]  # cell, metric, FSDP, DDP, [low, high], inside
+    named = {(" ".join(r[:-6]), r[-6], r[-1]) for r in metric_rows}
+    assert named == {(cell, metric, "yes") for cell in ("full lr=0.0003", "lora r=4 lr=0.002")
+                     for metric in ("ppl_general", "task_exact_match")}  # the base cell is not compared
+    ddp_full = next(r for r in ddp if r["label"] == "full lr=0.0003")["metrics"]["task_exact_match"]
+    assert (f"[{ddp_full['ci_low']:.4f}, {ddp_full['ci_high']:.4f}]"
+            in next(line for line in lines if line.startswith("full") and "task_exact_match" in line))
+    rank_rows = [r[-8:] for r in rows if r[-1] == "700"]  # rank, held bytes FSDP, DDP, ratio, fraction, peaks, RSS
+    assert rank_rows == [[str(rank), "2,000,000", "4,000,000", "0.500", "0.500", "155.0", "160.0", "700"]
+                         for rank in (0, 1)] * 2
+
+
+def test_fsdp_vs_ddp_fails_a_metric_outside_the_interval_and_a_cell_it_cannot_pair(tmp_path):
+    fv = script("fsdp_vs_ddp")
+    fsdp, ddp = _fsdp_vs_ddp_cells(tmp_path, fsdp_task=0.05)
+    lines, failures = fv.compare_cells(fsdp, ddp)
+    assert len(failures) == 1 and failures[0].startswith("full lr=0.0003 task_exact_match: FSDP 0.0")
+    assert "outside the DDP interval" in failures[0]
+    assert any(line.startswith("full") and "task_exact_match" in line and line.endswith("NO") for line in lines)
+    lines, failures = fv.compare_cells(fsdp, [r for r in ddp if not r["label"].startswith("lora")])
+    assert "fsdp cell lora r=4 lr=0.002: no ddp cell of the same model, strategy, parameters and seed" in failures
+    wrong = [{**r, "usage": {**r["usage"], "backend": "ddp"}} if r["label"].startswith("lora") else r for r in fsdp]
+    assert "fsdp cell lora r=4 lr=0.002: trained as ddp over 2 ranks, not fsdp over 2" in fv.compare_cells(wrong,
+                                                                                                           ddp)[1]
+    failed = [{**r, "status": "failed", "reason": "boom"} if r["label"].startswith("lora") else r for r in ddp]
+    assert "ddp cell lora r=4 lr=0.002: failed (boom)" in fv.compare_cells(fsdp, failed)[1]
+    no_ranks = [{**r, "usage": {**r["usage"], "per_rank": []}} for r in fsdp]
+    assert any("usage.per_rank does not record" in f for f in fv.compare_cells(no_ranks, ddp)[1])
+    assert fv.compare_cells([], ddp)[1][-1] == "no trained fsdp cell"
+
+
+def test_fsdp_vs_ddp_runs_the_shipped_matrix_and_its_ddp_twin(tmp_path):
+    from pathlib import Path
+
+    import yaml
+
+    from harness.config import load_matrix
+
+    fv = script("fsdp_vs_ddp")
+    runs = fv.matrix_commands(tmp_path / "out")
+    assert [(b, folder) for b, _, folder in runs] == [("fsdp", tmp_path / "out" / "fsdp"),
+                                                      ("ddp", tmp_path / "out" / "ddp")]
+    for _, cmd, folder in runs:
+        assert cmd[1:5] == ["-m", "harness.cli", "run", "--matrix"] and cmd[-2:] == ["--out", str(folder)]
+    shipped, twin = (Path(cmd[5]) for _, cmd, _ in runs)
+    assert shipped == REPO / "matrices" / "fsdp-smoke.yaml"
+    original, copy = (yaml.safe_load(p.read_text("utf-8")) for p in (shipped, twin))
+    assert original["train"]["distributed"] == {"backend": "fsdp"}
+    copy["train"]["distributed"]["backend"] = "fsdp"
+    assert copy == original  # every other key identical
+    assert load_matrix(twin).train.backend == "ddp"
