@@ -170,6 +170,11 @@ def test_later_seeds_train_at_the_rate_the_first_seed_searched(tmp_path, tiny_mo
         assert [t["multiplier"] for t in later["lr_trials"]] == [chosen["multiplier"]]
         assert later["lr_trials"][0]["searched_by"] == first["id"] == later["cell"]["lr_from"]
         assert later["usage"]["tuning_tokens"] == 400 and later["usage"]["loss_curve"] != first["usage"]["loss_curve"]
+    # the report collapses the two seeds of each configuration into one row, though only seed 4 names lr_from
+    from harness.report.frame import load_results, summarize
+
+    rows = [r for r in summarize(load_results(out)) if r["strategy"] != "base"]
+    assert sorted((r["label"].split(" lr=")[0], len(r["seeds"])) for r in rows) == [("lora r=2", 2), ("lora r=4", 2)]
     # the same matrix resumed: nothing runs again; with `each`, every seed searches (another experiment: other ids)
     cells = expand(load_matrix(path), tmp_path)
     assert all(store.is_finished(out, c.id) for c in cells)

@@ -224,3 +224,13 @@ def test_the_tables_intervals_carry_training_noise_where_the_prior_measures_it(t
     md = write_leaderboard(tmp_path / "near", plot=False, noise=reference).read_text("utf-8")
     assert ("- **Training noise:** each trained configuration's variance over its 2 seed(s), moderated with the "
             f"prior `{reference} (6 seeds)`") in md
+
+
+def test_a_difference_of_shares_never_leaves_minus_one_to_one():
+    from harness.report.prior import seed_aware
+
+    d = {"delta": -0.96, "lo": -1.0, "hi": -0.92}  # every refusal lost, with seeds that disagree a lot
+    iv = seed_aware("refusal_harmful", [1.0], [0.0, 0.08], d, 32, b_prior=None)
+    assert iv["lo"] == -1.0 and iv["hi"] < -0.5 and iv["p"] < 0.05
+    ppl = seed_aware("ppl_general", [2.0, 2.4], [3.0, 9.0], {"delta": 4, "lo": 3, "hi": 5}, 399)
+    assert ppl["hi"] > 1  # not a share: untouched

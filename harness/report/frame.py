@@ -22,8 +22,9 @@ from harness.env import VERSIONED
 from harness.matrix import BASE, evaluation  # BASE: the untrained base cell's strategy name
 from harness.report import rates
 
-# Keys of result["cell"] that do not make a different experiment: seeds are repeats of one.
-NOT_CONFIG = ("seed", "label", "root", "matrix")
+# Keys of result["cell"] that do not make a different experiment: seeds are repeats of one (a later seed names the
+# first seed's search it trains at, lr_from, and that search's choice, lr_chosen).
+NOT_CONFIG = ("seed", "label", "root", "matrix", "lr_from", "lr_chosen")
 
 
 class ResultsError(ValueError):

@@ -34,7 +34,7 @@ from harness import store
 from harness.matrix import BASE
 from harness.report.frame import ResultsError, current_set, load_results
 from harness.report.noise import Prior, SeedTerm, seed_term, t_interval
-from harness.suites import is_per_token
+from harness.suites import describe, is_bpb, is_per_token
 
 NOISE_FILE = "noise.json"
 MIN_SEEDS = 3
@@ -184,6 +184,9 @@ def seed_aware(name: str, a_values: list[float], b_values: list[float], d: dict,
     else:
         iv = t_interval(gb - ga, item_se, df_items, [ta, tb])
         shown = {k: iv[k] for k in ("delta", "lo", "hi")}
+        bounded = not (is_bpb(name) or describe(name).corpus) and all(0 <= v <= 1 for v in [*a_values, *b_values])
+        if bounded:  # a share on both sides (accuracy, a rate): the difference lies in [-1, 1]
+            shown.update(lo=max(shown["lo"], -1.0), hi=min(shown["hi"], 1.0))
     return {**shown, "p": iv["p"], "se": iv["se"], "df": iv["df"], "terms": (ta, tb), "item_only": False}
 
 
