@@ -139,13 +139,16 @@ def smoke_entries(limit: int) -> list[dict]:
 
 @pytest.mark.slow
 def test_one_evaluator_call_equals_one_simple_evaluate_per_entry_with_no_pip(tmp_path, monkeypatch):
-    """All five smoke entries in one evaluator call (FastHFLM) give the per-item scores, ids and groups of the
-    old way (one simple_evaluate per entry, stock HFLM), and spawn no process (simple_evaluate runs `pip list`)."""
+    """The smoke's entries and the letter forms of its MMLU and C-Eval, five in one evaluator call (FastHFLM), give
+    the per-item scores, ids and groups of the old way (one simple_evaluate per entry, stock HFLM), and spawn no
+    process (simple_evaluate runs `pip list`)."""
     from lm_eval import evaluator, simple_evaluate
 
     from harness import models
 
-    cell = cell_for(tmp_path, "tiny-world", {"batch_size": 8, "sanity_docs": 2, "tasks": smoke_entries(3)})
+    entries = smoke_entries(3)
+    entries += [{**t, "formulation": "letter"} for t in entries if t.get("formulation") == "cloze"]
+    cell = cell_for(tmp_path, "tiny-world", {"batch_size": 8, "sanity_docs": 2, "tasks": entries})
     model, tok = models.load(cell.model)
     spawned: list = []
     popen = subprocess.Popen.__init__
