@@ -303,9 +303,11 @@ def markdown(folder: Path, device: str | None = None) -> str:
     rate = mm["tflops"] if mm else None
     name = device or (mm or {}).get("device") or "unknown device"
     tokens = f"{meta['tokens']:,}" if "tokens" in meta else "?"
+    trained = [r for s in STRATEGIES if (r := _read(folder, f"train-{s}.json")) and "batch_size" in r]
+    batch = f", batch {trained[0]['batch_size']}" if trained else ""
     lines = [f"## GPU: {name} ({meta.get('date') or datetime.date.today().isoformat()})", "",
              f"Model: {meta.get('model', 'SmolLM2-135M shape, random init')}; budget {tokens} "
-             f"tokens per strategy; Trainer with bf16 autocast; "
+             f"tokens per strategy{batch}; Trainer with bf16 autocast; "
              + (f"torch {mm['torch']}, CUDA {mm['cuda']}." if mm else "matmul part not run."),
              f"Command: `{meta.get('command', 'benchmarks/gpu.sh')}`", ""]
     lines.append(f"Measured bf16 matmul ({mm['size']}x{mm['size']}, {mm['iters']} products): "
@@ -354,7 +356,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         p = sub.add_parser(name, help=f"{name} on the GPU" if name != "fsdp" else
                            "full fine-tuning under FSDP2 (bf16 and no mixed precision), under torchrun")
         p.add_argument("--model", type=Path, required=True, help="model folder (the `model` part's, or a real one)")
-        p.add_argument("--tokens", type=int, default=40000, help="training token budget per strategy")
+        p.add_argument("--tokens", type=int, default=6000, help="training token budget per strategy")
         p.add_argument("--batch-size", type=int, help="default: the real-model matrix's")
         p.add_argument("--eval-limit", type=int, default=16, help="items per eval suite")
         p.add_argument("--json", type=Path, required=True)

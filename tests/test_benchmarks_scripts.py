@@ -168,7 +168,7 @@ def test_gpu_bench_report_computes_mfu_and_names_missing_parts(tmp_path):
                                                     "command": "benchmarks/gpu.sh", "date": "2026-12-01"}))
     (tmp_path / "train-lora.json").write_text(json.dumps(
         {"strategy": "lora r=16", "tokens": 40000, "seconds": 4.0, "tokens_per_second": 10000.0, "flops": 2e14,
-         "peak_allocated_mb": 3000.0, "estimate_mb": 2000.0}))
+         "peak_allocated_mb": 3000.0, "estimate_mb": 2000.0, "batch_size": 2}))
     (tmp_path / "train-qlora.json").write_text(json.dumps({"strategy": "qlora r=16", "skipped": "not applicable"}))
     (tmp_path / "eval.json").write_text(json.dumps({"limit": 16, "seconds": {"perplexity": 1.5, "task": 2.25}}))
     assert "| bf16 | not run (failed or timed out: see gpu.log) |" in gb.markdown(tmp_path)  # no fsdp.json
@@ -182,7 +182,7 @@ def test_gpu_bench_report_computes_mfu_and_names_missing_parts(tmp_path):
          "gathered": {"dtensors": 0, "loss_sharded": 10.81234, "loss_gathered": 10.80011}}]}))
     text = gb.markdown(tmp_path)
     assert text.startswith("## GPU: NVIDIA H200 (2026-12-01)")
-    assert "budget 40,000 tokens" in text and "**500 TFLOP/s**" in text
+    assert "budget 40,000 tokens per strategy, batch 2;" in text and "**500 TFLOP/s**" in text
     # 2e14 FLOPs in 4 s = 50 TFLOP/s = 10% of 500; peak 3,000 MB over the 2,000 MB estimate
     assert "| lora r=16 | 40,000 | 10,000 | 50.0 | 10.0% | 3,000 | 2,000 | 1.50x |" in text
     assert "| qlora r=16 | not applicable |" in text
@@ -208,7 +208,7 @@ def test_gpu_bench_arguments_and_no_cuda_fail_clearly(tmp_path, capsys):
         gb.parse(["train", "--model", "m", "--strategy", "lora", "--tokens", "0", "--json", "x.json"])
     assert e.value.code == 2 and "--tokens must be at least 1, got 0" in capsys.readouterr().err
     args = gb.parse(["eval", "--model", "m", "--json", "x.json"])
-    assert (args.tokens, args.eval_limit, args.batch_size) == (40000, 16, None)
+    assert (args.tokens, args.eval_limit, args.batch_size) == (6000, 16, None)
     assert gb.parse(["fsdp", "--model", "m", "--tokens", "500", "--json", "x.json"]).tokens == 500
     if torch.cuda.is_available():
         pytest.skip("a GPU is present: the no-CUDA message cannot be shown")
