@@ -98,6 +98,8 @@ def _run_cell(cell: Cell, results_dir: Path, progress, progress_file: Path | Non
         base_generations = sanity.base_generations(model, tok) if strategy is not None else None
     result["total_params"] = sum(p.numel() for p in model.parameters())
     result["tokenizer"] = fingerprint(tok)  # perplexity compares only within one tokenizer (harness compare)
+    if note := models.caveat(cell.model, root):  # carried to the leaderboard and the gate's verdict
+        result["model_caveat"] = note
     status, reason = "ok", None
     if strategy is None:
         result["trainable_params"] = 0

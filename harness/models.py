@@ -56,6 +56,18 @@ def load(spec: ModelSpec, root: Path | None = None, quantization_config=None):
     return model, tok
 
 
+def caveat(spec: ModelSpec, root: Path | None = None) -> str | None:
+    """What reports must say beside this model's scores: the `caveat` of the provenance.json that a zoo fetch or a
+    GGUF conversion wrote beside the model folder (e.g. Qwen's "quantized twice"); None for any other model."""
+    import json
+
+    path = Path(resolve_model(spec.id, root)).parent / "provenance.json"
+    try:
+        return json.loads(path.read_text("utf-8")).get("caveat") or None
+    except (OSError, ValueError, AttributeError):  # no provenance (a hub id, a plain folder): nothing to say
+        return None
+
+
 def to_accelerator(model):
     """The model on the first CUDA device when there is one (where evaluation is fast), else as it is."""
     import torch

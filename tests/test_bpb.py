@@ -149,3 +149,34 @@ def test_leaderboard_header_names_each_models_tokenizer(tmp_path):
     results = [save_cell(tmp_path, "base", "base", {"ppl_general": ppl_items(1.0)}, model="m", tokenizer=TOK_A)]
     line = next(x for x in header(results, tmp_path, "t") if x.startswith("- **Base model:**"))
     assert "`m` (tokenizer Qwen2TokenizerFast, 151,665 tokens)" in line
+
+
+def test_a_models_caveat_is_read_from_its_provenance_and_carried_to_both_reports(tmp_path, capsys):
+    """Qwen's "quantized twice" comes from the provenance.json its fetch wrote beside the model folder, is recorded
+    per cell, and both the leaderboard header and the gate's verdict say it beside that model."""
+    import json
+
+    from harness import models
+    from harness.config import ModelSpec
+    from harness.report.leaderboard import header
+
+    folder = tmp_path / "zoo" / "qwen" / "model"
+    folder.mkdir(parents=True)
+    assert models.caveat(ModelSpec(id=str(folder))) is None  # no provenance: nothing to say
+    (folder.parent / "provenance.json").write_text(json.dumps({"caveat": "quantized twice"}), encoding="utf-8")
+    assert models.caveat(ModelSpec(id=str(folder))) == "quantized twice"
+    assert models.caveat(ModelSpec(id="Org/hub-model")) is None
+
+    base, cand = tmp_path / "smol", tmp_path / "qwen"
+    _folder(base, "HuggingFaceTB/SmolLM2-135M", TOK_B, 1.0, 1.0)
+    for label, strategy, seed, params in (("base", "base", 0, None), ("lora r=4", "lora", 1, {"r": 4})):
+        items = {"task_exact_match": binary(0.8, N, 1), "ppl_general_bpb": _bpb_items(1, seed)}
+        save_cell(cand, label, strategy, items, params=params, model="qwen", trainable=4096 if params else 0,
+                  tokenizer=TOK_A, model_caveat="quantized twice")
+    main(["compare", str(base), str(cand)])
+    assert "- note: candidate model `qwen`: quantized twice" in capsys.readouterr().out
+    from harness.report.frame import load_results
+
+    lines = header(load_results(cand), cand, "t")
+    assert "- **⚠ Model:** `qwen`: quantized twice" in lines
+    assert not any("⚠ Model" in x for x in header(load_results(base), base, "t"))

@@ -47,7 +47,7 @@ from harness import store
 from harness.evals.items import PairingError
 from harness.matrix import BASE
 from harness.report import deltas, prior, rates
-from harness.report.frame import ResultsError, current_set, load_items, load_results
+from harness.report.frame import ResultsError, caveats, current_set, load_items, load_results
 from harness.report.noise import holm
 from harness.suites import describe, is_per_token, suite_of
 
@@ -259,6 +259,8 @@ def compare(baseline: Path, candidate: Path, tolerance: float = 0.0, relative: b
     swapped: list[str] = []  # the family as gated where tokenizers differ
     report.notes += [f"{where}: {len(old)} older cell(s) of another version or config left out (the newest run's "
                      "set is compared)" for where, old in ((baseline, a_old), (candidate, b_old)) if old]
+    report.notes += [f"{side} model `{m}`: {note}" for side, results in (("baseline", a_set), ("candidate", b_set))
+                     for m, note in caveats(results).items()]
     report.notes += [f"only in the candidate: `{rates.label(g)}` ({', '.join(r['id'] for r in g)})"
                      for k, g in b_cells.items() if k not in a_cells]
     for k, g in a_cells.items():

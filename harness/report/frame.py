@@ -211,3 +211,8 @@ def summarize(results: list[dict]) -> list[dict]:
     rows = [row(sorted(g, key=lambda r: r["cell"].get("seed") or 0)) for g in groups.values()]
     models = list(dict.fromkeys(r["model"] for r in rows))
     return sorted(rows, key=lambda r: (models.index(r["model"]), r["strategy"] != BASE, r["label"]))
+
+
+def caveats(results: list[dict]) -> dict[str, str]:
+    """Each model's recorded caveat (harness.models.caveat), e.g. Qwen's "quantized twice", by model id."""
+    return {r["cell"]["model"]["id"]: r["model_caveat"] for r in results if r.get("model_caveat")}

@@ -17,7 +17,7 @@ import pandas as pd
 from harness import env as env_info
 from harness.evals.stats import METHODS
 from harness.report import efficiency, plots, prior, rates, tradeoff
-from harness.report.frame import BASE, LOAD_SLACK, current_set, high_load, load_items, load_results, summarize
+from harness.report.frame import BASE, LOAD_SLACK, caveats, current_set, high_load, load_items, load_results, summarize
 from harness.report.headline import headline
 from harness.report.table import (
     LOAD_MARK,
@@ -223,6 +223,7 @@ def header(results: list[dict], results_dir: Path, title: str, left_out: list[di
              f"- **Hardware:** {env.get('device', '?')} · {env.get('platform', '?')}",
              f"- **Versions:** {versions(results)}",
              f"- **Cells:** {len(results)} ({statuses})", noise_line(results, priors)]
+    lines += [f"- **⚠ Model:** `{m}`: {note}" for m, note in caveats(results).items()]
     package_sets = _unique(json.dumps(r["env"].get("packages") or {}, sort_keys=True) for r in results if r.get("env"))
     if off := _unique(d for v in package_sets for d in env_info.drift(json.loads(v), env_info.pinned())):
         lines.append(f"- **⚠ Not the pinned versions:** measured with {', '.join(off)}; `pip install -c "
