@@ -3,6 +3,7 @@
 Exit codes: 0 done, 2 bad input (the message names the file and key), 1 anything else.
 
     harness run --matrix matrices/smoke.yaml
+    harness run --matrix matrices/swap.yaml --model qwen2.5-coder-0.5b-instruct   # the same cells on a new base
     harness validate matrices/smoke.yaml
     harness leaderboard results/smoke
     harness compare results/qwen2.5 results/qwen3 --tolerance 0.01 --noise results/smoke-noise
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -52,11 +54,11 @@ def resolve_matrix_path(value: str) -> Path:
     return shipped if shipped.exists() else path
 
 
-def _preflight(path: Path, skip_bad_rows: bool = False):
+def _preflight(path: Path, skip_bad_rows: bool = False, model: str | None = None):
     """Every problem of the matrix at once (ConfigError, exit 2) before anything runs; warnings on stderr."""
     from harness import preflight
 
-    spec, warnings = preflight.check(path, skip_bad_rows)
+    spec, warnings = preflight.check(path, skip_bad_rows, model)
     for w in warnings:
         print(f"harness: warning: {w}", file=sys.stderr)
     return spec, warnings
@@ -75,15 +77,21 @@ def noise_from(spec, path: Path) -> Path | None:
     return where
 
 
+def model_slug(model: str) -> str:
+    """`qwen2.5-coder-0.5b-instruct` as it is, `Org/Model-7B` -> `model-7b`: the default folder of a --model run."""
+    return re.sub(r"[^a-z0-9._-]+", "-", Path(model).name.lower()).strip("-.") or "model"
+
+
 def cmd_run(args) -> int:
     from harness import preflight
     from harness.report.leaderboard import write_leaderboard
     from harness.runner import FolderLocked, run_matrix
 
     path = resolve_matrix_path(args.matrix)
-    spec, warnings = _preflight(path, args.skip_bad_rows)
+    spec, warnings = _preflight(path, args.skip_bad_rows, args.model)
     noise = noise_from(spec, path)
-    out = Path(args.out) if args.out else Path("results") / spec.name
+    out = Path(args.out) if args.out else Path("results") / (f"{spec.name}-{model_slug(args.model)}" if args.model
+                                                              else spec.name)
     if args.dry_run:
         from harness.plan import dry_run
 
@@ -252,7 +260,10 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run a matrix (finished cells are reused) and write its leaderboard")
     run.add_argument("--matrix", required=True, help="matrix YAML, or a shipped matrix name such as 'smoke'")
-    run.add_argument("--out", help="results folder (default results/<matrix name>)")
+    run.add_argument("--out", help="results folder (default results/<matrix name>, with --model "
+                     "results/<matrix name>-<model>)")
+    run.add_argument("--model", help="run the matrix on this model instead of its `models:` (a zoo name, hub id or "
+                     "folder): the same cells on a new base, for `harness compare`")
     run.add_argument("--rerun", action="store_true", help="run every cell again, finished or not")
     run.add_argument("--no-base-cache", action="store_true",
                      help="evaluate the base model here even when another matrix's identical evaluation is cached "

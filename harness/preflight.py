@@ -48,11 +48,17 @@ def _first_line(e: BaseException) -> str:
     return (text.splitlines()[0] if text else type(e).__name__)[:300]
 
 
-def check(path: Path, skip_bad_rows: bool = False) -> tuple[MatrixSpec, list[str]]:
-    """The validated spec and the warnings; ConfigError listing every problem of the matrix at once."""
+def check(path: Path, skip_bad_rows: bool = False, model: str | None = None) -> tuple[MatrixSpec, list[str]]:
+    """The validated spec and the warnings; ConfigError listing every problem of the matrix at once.
+
+    `model` (harness run --model) replaces the matrix's `models:`; a local path is taken from the working folder."""
     path = Path(path)
     source, root = str(path), path.resolve().parent
-    spec, parts, problems = validate_matrix(read_matrix(path), source)
+    raw = read_matrix(path)
+    if model:
+        raw["models"] = [str(Path(model).resolve()) if Path(model).exists() else model]
+        source += f" (models: {model}, from --model)"
+    spec, parts, problems = validate_matrix(raw, source)
     if skip_bad_rows and "data" in parts:  # part of the data spec, so it is recorded in every cell and its id
         parts["data"] = parts["data"].model_copy(update={"skip_bad_rows": True})
     warnings: list[str] = []

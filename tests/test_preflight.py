@@ -387,3 +387,22 @@ def test_one_suite_table_and_one_metric_table():
     judge = describe("refusal_harmful_judge")  # a classifier's variant reads as its metric, in its suite
     assert (judge.suite, judge.higher_is_better, judge.general) == ("safety", True, False)
     assert describe("arc_easy_acc").general and describe("mmlu_acc").chance == 0.25
+
+
+def test_run_model_replaces_the_matrixs_models_and_names_its_own_folder(tmp_path, capsys, monkeypatch):
+    """`harness run --model` runs the same cells on another base (a base swap, then `harness compare`): the spec
+    holds that model, a local folder is read from the working folder, and a model that cannot be had is refused
+    naming the --model it came from."""
+    from harness import preflight
+    from harness.cli import model_slug
+
+    other = tmp_path / "elsewhere" / "other-model"
+    shutil.copytree(TINY_WORLD / "model", other)
+    path = _matrix(tmp_path)
+    monkeypatch.chdir(other.parent)
+    spec, _ = preflight.check(path, model="other-model")
+    assert [m.id for m in spec.models] == [str(other)]
+    assert model_slug("qwen2.5-coder-0.5b-instruct") == "qwen2.5-coder-0.5b-instruct"
+    assert model_slug("Org/Model 7B") == "model-7b"
+    code, _, err = _cli(capsys, "run", "--matrix", str(path), "--model", str(tmp_path / "missing"), "--dry-run")
+    assert code == 2 and f"{path} (models: {tmp_path / 'missing'}, from --model): models[0]" in err
