@@ -196,15 +196,15 @@ class StrategyEntry(_Spec):
         return {"name": value} if isinstance(value, str) else value
 
 
-LOCAL_LAYOUTS = ("mmlu", "ceval-valid", "gsm8k")  # lm-eval tasks whose native file layouts `data:` can point at
-MC_TASKS = ("mmlu", "ceval-valid")  # the multiple-choice benchmarks with a letter and a cloze formulation
+LOCAL_LAYOUTS = ("mmlu", "ceval-valid", "cmmlu", "gsm8k")  # lm-eval tasks whose native file layouts `data:` reads
+MC_TASKS = ("mmlu", "ceval-valid", "cmmlu")  # the multiple-choice benchmarks with a letter and a cloze formulation
 SHORT_NAMES = {"mmlu": "mmlu", "ceval-valid": "ceval", "gsm8k": "gsm8k"}
 
 
 class BenchmarkSpec(_Spec):
-    task: str = Field(description="lm-eval task or group name: mmlu, ceval-valid, gsm8k, or any lm-eval task")
+    task: str = Field(description="lm-eval task or group name: mmlu, ceval-valid, cmmlu, gsm8k, or any lm-eval task")
     data: str | None = None  # local folder in the task's native layout (zoo:tiny-world/mmlu); None: the hub
-    formulation: Literal["letter", "cloze"] | None = None  # mmlu / ceval-valid only; None: letter (lm-eval's)
+    formulation: Literal["letter", "cloze"] | None = None  # mmlu / ceval-valid / cmmlu only; None: letter (lm-eval's)
     num_fewshot: NonNegativeInt | None = None  # None: the task's own default (mmlu 0, gsm8k 5)
     limit: PositiveInt | None = None  # docs per lm-eval task (its --limit; per subject); None: eval.limit
     gen_kwargs: dict[str, str | int | float | bool] | None = None  # generate_until tasks, e.g. {max_gen_toks: 64}
@@ -217,8 +217,8 @@ class BenchmarkSpec(_Spec):
         if self.data and self.task not in LOCAL_LAYOUTS:
             raise ValueError(f"data: local files are read for {LOCAL_LAYOUTS} only; leave data out to run "
                              f"{self.task!r} from the hub")
-        if self.task == "ceval-valid" and self.formulation == "cloze" and not self.data:
-            raise ValueError("lm-eval has no cloze ceval-valid on the hub; give data: a C-Eval folder")
+        if self.formulation == "cloze" and not self.data and self.task != "mmlu":  # the hub's: mmlu_continuation
+            raise ValueError(f"lm-eval has no cloze {self.task} on the hub; give data: a folder in its native layout")
         if not self.name:
             base = SHORT_NAMES.get(self.task) or "".join(c if c.isalnum() else "_" for c in self.task.lower())
             object.__setattr__(self, "name", base + ("_cloze" if self.formulation == "cloze" else ""))

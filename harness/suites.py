@@ -48,7 +48,7 @@ def _bench(label: str, help: str, chance: float | None = 0.25) -> Metric:
 
 
 # benchmarks (lm-eval's tasks): <name>_<lm-eval metric>[_<filter>]; cloze = each option's text scored. The tiny
-# world's and the real MMLU and C-Eval have 4 options.
+# world's and the real MMLU, C-Eval and CMMLU have 4 options.
 METRICS = {
     "ppl_in_domain": Metric("PPL in-domain", False, "{:.2f}", "perplexity",
                             help="perplexity of the validation split's answer tokens (exp of the mean NLL per token)"),
@@ -81,6 +81,10 @@ METRICS = {
     "ceval_acc_norm": _bench("C-Eval acc_norm", "C-Eval letter form, normalised by length: accuracy"),
     "ceval_cloze_acc": _bench("C-Eval acc (cloze)", "C-Eval in the cloze form: accuracy"),
     "ceval_cloze_acc_norm": _bench("C-Eval acc_norm (cloze)", "C-Eval cloze, normalised by length: accuracy"),
+    "cmmlu_acc": _bench("CMMLU acc", "lm-eval CMMLU (test) in the letter form: accuracy"),
+    "cmmlu_acc_norm": _bench("CMMLU acc_norm", "CMMLU letter form, normalised by length: accuracy"),
+    "cmmlu_cloze_acc": _bench("CMMLU acc (cloze)", "CMMLU in the cloze form: accuracy"),
+    "cmmlu_cloze_acc_norm": _bench("CMMLU acc_norm (cloze)", "CMMLU cloze, normalised by length: accuracy"),
     "gsm8k_exact_match_strict_match": _bench("GSM8K EM (strict)", "lm-eval GSM8K: the `#### n` answer equals the "
                                              "reference", chance=None),
     "gsm8k_exact_match_flexible_extract": _bench("GSM8K EM (flexible)", "lm-eval GSM8K: the last number of the reply "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
@@ -14,7 +15,7 @@ from conftest import REPO, SHARED_DATA, TINY_WORLD
 
 from harness import preflight
 from harness.config import ConfigError, load_matrix
-from harness.data.native import FormatError, read_ceval, read_gsm8k, read_mmlu
+from harness.data.native import FormatError, read_ceval, read_cmmlu, read_gsm8k, read_mmlu
 from harness.evals import benchmarks
 from harness.evals.lmeval_tasks import lm_eval_tasks_dir, write_local_task
 from harness.matrix import expand
@@ -252,12 +253,20 @@ def test_native_layout_errors_name_the_file_and_line(tmp_path):
         write_local_task("mmlu", None, tmp_path, "mmlu")
     with pytest.raises(FormatError, match=r"val: no such folder"):
         write_local_task("ceval-valid", None, tmp_path, "ceval")
+    with pytest.raises(FormatError, match=r"ceval/test: no such folder \(CMMLU layout: test/<subject>.csv"):
+        write_local_task("cmmlu", None, DATA / "ceval", "cmmlu")
+    with pytest.raises(FormatError, match=r"mmlu/test/world_geography_test.csv:1: header lacks \['A', .*\] "
+                                          r"\(CMMLU layout expected: a header naming Question,A,B,C,D,Answer\)"):
+        write_local_task("cmmlu", "cloze", DATA / "mmlu", "cmmlu_cloze")
 
 
 @pytest.mark.parametrize("bench, message", [
     ({"tasks": [{"task": "gsm8k", "formulation": "cloze"}]}, "formulation applies to"),
     ({"tasks": [{"task": "arc_easy", "data": "x"}]}, "local files are read for"),
     ({"tasks": [{"task": "ceval-valid", "formulation": "cloze"}]}, "no cloze ceval-valid on the hub"),
+    ({"tasks": [{"task": "cmmlu", "formulation": "cloze"}]}, "no cloze cmmlu on the hub"),
+    ({"tasks": [{"task": "cmmlu", "data": "zoo:tiny-world/ceval", "formulation": "cloze"}]},
+     r"tasks\[0\]\.data: .*ceval/test: no such folder \(CMMLU layout: test/<subject>.csv, dev/<subject>.csv"),
     ({"tasks": [{"task": "mmlu"}, {"task": "mmlu", "formulation": "letter"}]}, "same name"),
     ({"tasks": [{"task": "mmlu", "limit": 0}]}, "greater than 0"),
     ({"tasks": [{"task": "mmlu", "data": "no/such/folder"}]}, r"tasks\[0\]\.data: no such file or folder"),
@@ -283,6 +292,90 @@ def test_default_names_and_hub_tasks(tmp_path):
     plan = benchmarks.prepare(cell.eval.benchmarks, tmp_path)
     assert [(task, folder) for _, task, folder in plan] == [
         ("mmlu", None), ("mmlu_continuation", None), ("ceval-valid", None), ("gsm8k", None), ("arc_easy", None)]
+
+
+def cmmlu_folder(root: Path, per_subject: int = 4) -> Path:
+    """A tiny CMMLU in its own layout (`,Question,A,B,C,D,Answer`, an unnamed index first) holding the tiny world's
+    Chinese facts: `agronomy`, a subject lm-eval ships a YAML for, and `world_tastes`, one it does not."""
+    for split, zh_split in (("test", "val"), ("dev", "dev")):
+        by_subject = {"agronomy": "world_people", "world_tastes": "world_tastes"}
+        for subject, world in by_subject.items():
+            items = [it for it in read_ceval(DATA / "ceval", zh_split) if it.subject == world][:per_subject]
+            (root / split).mkdir(parents=True, exist_ok=True)
+            with (root / split / f"{subject}.csv").open("w", encoding="utf-8", newline="") as f:
+                csv.writer(f).writerows([["", "Question", "A", "B", "C", "D", "Answer"]] + [
+                    [i, it.question, *it.choices, "ABCD"[it.answer]] for i, it in enumerate(items)])
+    return root
+
+
+def _requests(folder: Path, specs: list, num_fewshot: int) -> dict[str, list[tuple]]:
+    """(context, continuation) of every request lm-eval builds for each task, `num_fewshot` examples from dev."""
+    from lm_eval.tasks import TaskManager
+
+    out = {}
+    for name, task in TaskManager(include_path=str(folder), include_defaults=False).load(specs)["tasks"].items():
+        task.set_config(key="num_fewshot", value=num_fewshot)
+        task.build_all_requests(rank=0, world_size=1)
+        out[name] = [i.args for i in task.instances]
+    return out
+
+
+def test_cmmlu_letter_form_is_lm_evals_own_task_and_cloze_scores_the_option_text(tmp_path):
+    from lm_eval.tasks._yaml_loader import load_yaml
+
+    data = cmmlu_folder(tmp_path / "cmmlu", per_subject=2)
+    folder, name = write_local_task("cmmlu", "letter", data, "cmmlu")
+    assert name == "harness_cmmlu" and len(list(folder.glob("*.yaml"))) == 2 + 1
+    ours = yaml.safe_load((folder / "harness_cmmlu_agronomy.yaml").read_text("utf-8"))
+    assert ours["include"] == str(lm_eval_tasks_dir() / "cmmlu" / "cmmlu_agronomy.yaml") and "description" not in ours
+    data_keys = {k: ours[k] for k in ("dataset_path", "dataset_name", "dataset_kwargs")}
+    own = {**load_yaml(lm_eval_tasks_dir() / "cmmlu" / "cmmlu_agronomy.yaml", resolve_func=True), **data_keys}
+    both = _requests(folder, [own, "harness_cmmlu_agronomy"], num_fewshot=1)  # lm-eval's task on the same files
+    assert both["harness_cmmlu_agronomy"] == both["cmmlu_agronomy"] and len(both["cmmlu_agronomy"]) == 2 * 4
+    context, option = both["cmmlu_agronomy"][0]
+    first, shot = read_cmmlu(data, "test")[0], read_cmmlu(data, "dev")[0]
+    def options(it):
+        return "".join(f"\n{letter}. {c}" for letter, c in zip("ABCD", it.choices, strict=True))
+
+    header = "以下是关于农学的单项选择题，请直接给出正确答案的选项。\n\n"  # lm-eval's, with the subject in Chinese
+    assert context == (f"{header}{shot.question}{options(shot)}\n答案： {'ABCD'[shot.answer]}\n\n"
+                       f"{first.question}{options(first)}\n答案：") and option == " A"
+    unshipped = yaml.safe_load((folder / "harness_cmmlu_world_tastes.yaml").read_text("utf-8"))
+    assert unshipped["include"] == str(lm_eval_tasks_dir() / "cmmlu" / "_default_template_yaml")
+    assert unshipped["description"] == "以下是关于world tastes的单项选择题，请直接给出正确答案的选项。\n\n"
+
+    folder, name = write_local_task("cmmlu", "cloze", data, "cmmlu_cloze")
+    cloze = _requests(folder, ["harness_cmmlu_cloze_agronomy"], num_fewshot=0)["harness_cmmlu_cloze_agronomy"]
+    assert cloze[:4] == [(f"{header}{first.question}\n答案：", f" {c}") for c in first.choices]
+
+
+@pytest.mark.slow
+def test_cmmlu_both_forms_score_on_the_tiny_world_item_by_item(tmp_path):
+    """lm-eval's CMMLU and its cloze form on a tiny CMMLU folder: per-item results with ids and subjects, the
+    contamination check and the report's item texts reading the same items."""
+    from harness import models
+    from harness.data.prepare import contaminated
+    from harness.evals.evaluate import run_suites
+    from harness.report import evidence
+    from harness.suites import METRICS
+
+    data = cmmlu_folder(tmp_path / "cmmlu", per_subject=8)
+    cell = cell_for(tmp_path, "tiny-world", {"batch_size": 16, "tasks": [
+        {"task": "cmmlu", "data": str(data), "limit": 6},
+        {"task": "cmmlu", "data": str(data), "formulation": "cloze", "limit": 6}]})
+    model, tok = models.load(cell.model)
+    metrics, items = run_suites(model, tok, cell, progress=lambda _: None)
+    names = ["cmmlu_acc", "cmmlu_acc_norm", "cmmlu_cloze_acc", "cmmlu_cloze_acc_norm"]
+    assert set(names) <= set(METRICS) and {n for n in metrics if n.startswith("cmmlu")} == set(names)
+    for name in names:
+        assert metrics[name]["n"] == 12 and len(items[name]) == 12 and set(items[name]) <= {0.0, 1.0}
+        subjects = items["_groups"][name]  # one lm-eval task per subject
+        assert len(set(subjects)) == 2 and all(subjects.count(s) == 6 for s in subjects)
+        assert len(set(items["_ids"][name])) == 12
+    assert metrics["cmmlu_cloze_acc"]["value"] >= 0.6  # the world's facts, each option's text scored
+    assert contaminated(cell)["cmmlu"]["items"] == 16  # every scored item (test/) is checked, not the limit
+    texts, missing = evidence.item_texts({"cell": cell.model_dump()}, ["cmmlu_cloze_acc"])
+    assert not missing and [len(t) for t in texts.values()] == [12]
 
 
 def test_real_suite_yaml_validates_offline():
@@ -332,6 +425,28 @@ def test_real_mmlu_ceval_gsm8k_files_through_the_same_configs(tmp_path, tiny_mod
     assert gsm["dataset_kwargs"]["data_files"] == {"test": str(gsm8k / "test.jsonl"),
                                                    "train": str(gsm8k / "train.jsonl")}
     assert gsm["include"].endswith("gsm8k/gsm8k.yaml")
+
+
+@pytest.mark.shared_data
+@real
+def test_real_cmmlu_through_a_dataset_reference_in_both_forms(tmp_path):
+    """`dataset:cmmlu` passes preflight (catalogued sha256, every file read); lm-eval reads exactly our loader's
+    items with its own subject descriptions, and both forms score one item per subject."""
+    from harness import models
+
+    cell = cell_for(tmp_path, "tiny-world", {"batch_size": 16, "tasks": [
+        {"task": "cmmlu", "data": "dataset:cmmlu", "limit": 1},
+        {"task": "cmmlu", "data": "dataset:cmmlu", "formulation": "cloze", "limit": 1}]})
+    folder, _ = write_local_task("cmmlu", "cloze", SHARED_DATA / "cmmlu", "cmmlu_cloze")
+    ours = [it for it in read_cmmlu(SHARED_DATA / "cmmlu", "test") if it.subject == "chinese_history"]
+    docs = _docs(folder, "harness_cmmlu_cloze_chinese_history")
+    assert [(d["Question"], (d["A"], d["B"], d["C"], d["D"]), d["Answer"]) for d in docs] == [
+        (it.question, it.choices, "ABCD"[it.answer]) for it in ours]
+    assert len(list(folder.glob("harness_cmmlu_cloze*.yaml"))) == 67 + 1 and not any(
+        "description" in yaml.safe_load(p.read_text("utf-8")) for p in folder.glob("harness_cmmlu_cloze_*.yaml"))
+
+    scores = benchmarks.run(*models.load(cell.model), cell)
+    assert {len(scores[m]) for m in ("cmmlu_acc", "cmmlu_acc_norm", "cmmlu_cloze_acc", "cmmlu_cloze_acc_norm")} == {67}
 
 
 def test_templates_compile_once_and_render_as_lm_eval_renders_them():

@@ -1,4 +1,4 @@
-"""Readers for benchmark files in their native layouts (MMLU, C-Eval, GSM8K, AdvBench, XSTest).
+"""Readers for benchmark files in their native layouts (MMLU, C-Eval, CMMLU, GSM8K, AdvBench, XSTest).
 
 The tiny world writes these layouts and the real datasets ship in them, so one reader
 serves both. A malformed file raises `FormatError` naming the file and the line; every file is
@@ -67,12 +67,13 @@ def _mc_rows(path: Path, rows, subject: str) -> list[MCItem]:
     return items
 
 
-def _subject_files(root: Path, split: str, layout: str) -> list[tuple[Path, str]]:
-    """(file, subject) for every `<root>/<split>/<subject>_<split>.csv`."""
-    files = sorted((Path(root) / split).glob(f"*_{split}.csv"))
+def _subject_files(root: Path, split: str, layout: str, suffix: str = "") -> list[tuple[Path, str]]:
+    """(file, subject) for every `<root>/<split>/<subject><suffix>`; the suffix is `_<split>.csv` unless given."""
+    suffix = suffix or f"_{split}.csv"
+    files = sorted((Path(root) / split).glob(f"*{suffix}"))
     if not files:
-        raise FormatError(f"{root}/{split}: no *_{split}.csv files ({layout} layout expected)")
-    return [(p, p.name[: -len(f"_{split}.csv")]) for p in files]
+        raise FormatError(f"{root}/{split}: no *{suffix} files ({layout} layout expected)")
+    return [(p, p.name[: -len(suffix)]) for p in files]
 
 
 def read_mmlu(root: Path, split: str = "test") -> list[MCItem]:
@@ -83,16 +84,45 @@ def read_mmlu(root: Path, split: str = "test") -> list[MCItem]:
     return items
 
 
-def read_ceval(root: Path, split: str = "val") -> list[MCItem]:
-    """C-Eval: `<root>/<split>/<subject>_<split>.csv` with header id,question,A,B,C,D,answer[,explanation]."""
+def _headed_mc(root: Path, split: str, layout: str, columns: tuple[str, ...], suffix: str = "") -> list[MCItem]:
+    """Items of per-subject CSVs whose header names the question, A-D and answer `columns`; other columns (an id,
+    an explanation) are not read."""
     items = []
-    for path, subject in _subject_files(root, split, "C-Eval"):
+    for path, subject in _subject_files(root, split, layout, suffix):
         names, rows = csv_rows(path, header=True)
-        if missing := sorted({"question", "A", "B", "C", "D", "answer"} - set(names)):
-            raise FormatError(f"{path}:1: header lacks {missing} (C-Eval layout expected)")
-        pick = [names.index(k) for k in ("question", "A", "B", "C", "D", "answer")]
+        if missing := sorted(set(columns) - set(names)):
+            raise FormatError(f"{path}:1: header lacks {missing} ({layout} layout expected: a header naming "
+                              f"{','.join(columns)})")
+        pick = [names.index(k) for k in columns]
         items += _mc_rows(path, [(n, [r[i] for i in pick]) for n, r in rows], subject)
     return items
+
+
+def read_ceval(root: Path, split: str = "val") -> list[MCItem]:
+    """C-Eval: `<root>/<split>/<subject>_<split>.csv` with header id,question,A,B,C,D,answer[,explanation]."""
+    return _headed_mc(root, split, "C-Eval", ("question", "A", "B", "C", "D", "answer"))
+
+
+def read_cmmlu(root: Path, split: str = "test") -> list[MCItem]:
+    """CMMLU: `<root>/<split>/<subject>.csv` with header ,Question,A,B,C,D,Answer (its first column an unnamed
+    row index, as pandas wrote it)."""
+    return _headed_mc(root, split, "CMMLU", ("Question", "A", "B", "C", "D", "Answer"), suffix=".csv")
+
+
+# The multiple-choice layouts a benchmark's `data:` folder can have, by lm-eval task: the reader, the split scored
+# (dev/ holds the few-shot examples) and the layout, for messages.
+MC_LAYOUTS = {
+    "mmlu": (read_mmlu, "test", "MMLU layout: test/<subject>_test.csv, dev/<subject>_dev.csv"),
+    "ceval-valid": (read_ceval, "val", "C-Eval layout: val/<subject>_val.csv, dev/<subject>_dev.csv"),
+    "cmmlu": (read_cmmlu, "test", "CMMLU layout: test/<subject>.csv, dev/<subject>.csv, header ,Question,A,B,C,D,"
+                                  "Answer"),
+}
+
+
+def read_scored(task: str, root: Path) -> list[MCItem]:
+    """The items lm-eval's `task` scores from a folder in its layout (MMLU's test/, C-Eval's val/, ...)."""
+    read, split, _ = MC_LAYOUTS[task]
+    return read(root, split)
 
 
 def jsonl_objects(path: Path, required: tuple[str, ...] = ()) -> list[tuple[int, dict]]:

@@ -37,12 +37,12 @@ def eval_sets(data: DataSpec, ev: EvalSpec, root: Path) -> dict[str, list[tuple[
         if ev.general_text:
             sets["general"] = native.read_documents(resolve_data(ev.general_text, root))  # as perplexity reads it
     if "benchmarks" in ev.suites and ev.benchmarks:  # local benchmark files; hub tasks cannot be read offline
-        readers = {"mmlu": lambda d: native.read_mmlu(d, "test"), "ceval-valid": lambda d: native.read_ceval(d, "val"),
-                   "gsm8k": lambda d: native.read_gsm8k(d / "test.jsonl")}
         for t in ev.benchmarks.tasks:
-            key = t.task.split("-")[0]  # mmlu, ceval, gsm8k: both formulations share one item set
-            if t.data and t.task in readers and key not in sets:
-                sets[key] = readers[t.task](resolve_data(t.data, root))
+            key = t.task.split("-")[0]  # mmlu, ceval, cmmlu, gsm8k: both formulations share one item set
+            if t.data and key not in sets:  # config.py lets `data:` name only a local layout's folder
+                where = resolve_data(t.data, root)
+                sets[key] = (native.read_gsm8k(where / "test.jsonl") if t.task == "gsm8k"
+                             else native.read_scored(t.task, where))
     if "safety" in ev.suites and ev.safety:
         s = resolve_data(ev.safety, root)
         for name, path, column in (("advbench", s / "advbench" / "harmful_behaviors.csv", "goal"),

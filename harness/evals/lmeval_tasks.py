@@ -1,12 +1,12 @@
-"""lm-eval task configs that run lm-eval's own MMLU, C-Eval and GSM8K on local files in their native layouts.
+"""lm-eval task configs that run lm-eval's own MMLU, C-Eval, CMMLU and GSM8K on local files in their native layouts.
 
 Each subject's config `include:`s lm-eval's own YAML for it (prompt, few-shot split, metrics)
-and overrides only where the data comes from. MMLU and C-Eval CSVs are read by our loaders
-(exact strings, `file:line` errors; pandas would turn a choice "1.50" into 1.5) and written
-as JSONL in the record layout of the hub datasets lm-eval's tasks expect (cais/mmlu,
-ceval/ceval-exam); GSM8K JSONL already is openai/gsm8k's layout and is read in place. The
-folder is keyed by the data's bytes and lm-eval's version, so every cell of a matrix, and
-lm-eval's own CLI (`--include_path FOLDER --tasks NAME`), read the very same configs.
+and overrides only where the data comes from. MMLU, C-Eval and CMMLU CSVs are read by our
+loaders (exact strings, `file:line` errors; pandas would turn a choice "1.50" into 1.5) and
+written as JSONL in the record layout of the hub datasets lm-eval's tasks expect (cais/mmlu,
+ceval/ceval-exam, haonan-li/cmmlu); GSM8K JSONL already is openai/gsm8k's layout and is read
+in place. The folder is keyed by the data's bytes and lm-eval's version, so every cell of a
+matrix, and lm-eval's own CLI (`--include_path FOLDER --tasks NAME`), read the very same configs.
 
     folder, name = write_local_task("mmlu", "cloze", Path("data/mmlu"), "mmlu_cloze")
     # -> (~/.cache/harness/lm-eval-tasks/mmlu_cloze-<key>, "harness_mmlu_cloze")
@@ -14,17 +14,19 @@ lm-eval's own CLI (`--include_path FOLDER --tasks NAME`), read the very same con
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
 from harness.config import LOCAL_LAYOUTS
-from harness.data.native import FormatError, MCItem, read_ceval, read_gsm8k, read_mmlu
+from harness.data.native import MC_LAYOUTS, FormatError, MCItem, read_gsm8k
 
 LAYOUT = 1  # bump when the generated configs change, so cached folders are rebuilt
 
@@ -62,8 +64,8 @@ def write_local_task(task: str, formulation: str | None, data: Path, name: str,
     if not folder.is_dir():
         tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=_mkdir(cache_root())))
         # configs name their files by the final folder's path: the folder is renamed into place when complete
-        {"mmlu": _mmlu, "ceval-valid": _ceval, "gsm8k": _gsm8k}[task](data, (tmp, folder), name, formulation,
-                                                                       _kept(drop))
+        build = {"mmlu": _mmlu, "gsm8k": _gsm8k}.get(task) or functools.partial(_chinese, task)
+        build(data, (tmp, folder), name, formulation, _kept(drop))
         try:
             tmp.rename(folder)  # atomic: a concurrent cell either sees the whole folder or builds its own
         except OSError:
@@ -80,13 +82,10 @@ def read_local(task: str, data: Path) -> dict[str, list]:
         if "test" not in out:
             raise FormatError(f"{data}/test.jsonl: no such file (GSM8K layout: test.jsonl [, train.jsonl])")
         return out
-    scored, layout = {"mmlu": ("test", "MMLU layout: test/<subject>_test.csv, dev/<subject>_dev.csv"),
-                      "ceval-valid": ("val", "C-Eval layout: val/<subject>_val.csv, dev/<subject>_dev.csv")}[task]
-    reader = read_mmlu if task == "mmlu" else read_ceval
-    out = {split: reader(data, split) for split in (scored, "dev") if (data / split).is_dir()}
-    if scored not in out:
+    reader, scored, layout = MC_LAYOUTS[task]
+    if not (data / scored).is_dir():  # said first: another benchmark's folder fails here, not in its files
         raise FormatError(f"{data}/{scored}: no such folder ({layout})")
-    return out
+    return {split: reader(data, split) for split in (scored, "dev") if (data / split).is_dir()}
 
 
 def _kept(drop: frozenset[str]):
@@ -166,27 +165,48 @@ def _mmlu(data: Path, out: tuple[Path, Path], name: str, formulation: str | None
     _subject_tasks(out, name, splits, includes, descriptions, {}, metrics)
 
 
-# The cloze form of C-Eval: lm-eval ships none, so score each option's text after the question,
-# exactly as its mmlu_continuation does for MMLU (OLMES's formulation for small models).
-CEVAL_CLOZE = {"doc_to_text": "{{question.strip()}}\n答案：", "doc_to_choice": "{{[A, B, C, D]}}"}
+@dataclass(frozen=True)
+class _Chinese:
+    """What differs between lm-eval's C-Eval and CMMLU, which share a prompt (question, options A-D, 答案：)."""
+
+    folder: str  # lm-eval's tasks/<folder>: <prefix><subject>.yaml per subject, each including `template`
+    prefix: str
+    template: str
+    question: str  # the hub records' question and answer keys (the options are A..D in both)
+    answer: str
+    description: str  # lm-eval's subject header, {} the subject's Chinese name
+    ids: bool  # the hub records carry an `id` (ceval/ceval-exam's do)
+
+    def cloze(self) -> dict:
+        """The cloze form, which lm-eval ships for neither: each option's text scored after the question, as its
+        mmlu_continuation does for MMLU (OLMES's formulation for small models)."""
+        return {"doc_to_text": f"{{{{{self.question}.strip()}}}}\n答案：", "doc_to_choice": "{{[A, B, C, D]}}"}
 
 
-def _ceval(data: Path, out: tuple[Path, Path], name: str, formulation: str | None, keep) -> None:
-    root = lm_eval_tasks_dir() / "ceval"
-    splits = {split: {s: [{"id": i, "question": it.question, **dict(zip("ABCD", it.choices)),
-                           "answer": "ABCD"[it.answer]} for i, it in enumerate(items)]
-                      for s, items in _by_subject([it for it in read if split != "val" or keep(it)]).items()}
-              for split, read in read_local("ceval-valid", data).items()}
+CHINESE = {"ceval-valid": _Chinese("ceval", "ceval-valid_", "_default_ceval_yaml", "question", "answer",
+                                   "以下是中国关于{}的单项选择题，请选出其中的正确答案。\n\n", ids=True),
+           "cmmlu": _Chinese("cmmlu", "cmmlu_", "_default_template_yaml", "Question", "Answer",
+                             "以下是关于{}的单项选择题，请直接给出正确答案的选项。\n\n", ids=False)}
+
+
+def _chinese(task: str, data: Path, out: tuple[Path, Path], name: str, formulation: str | None, keep) -> None:
+    """C-Eval or CMMLU: one code path, so the two stay lm-eval's in the same way (its YAMLs, its descriptions)."""
+    spec, scored = CHINESE[task], MC_LAYOUTS[task][1]
+    root = lm_eval_tasks_dir() / spec.folder
+    splits = {split: {s: [{**({"id": i} if spec.ids else {}), spec.question: it.question,
+                           **dict(zip("ABCD", it.choices)), spec.answer: "ABCD"[it.answer]}
+                          for i, it in enumerate(items)]
+                      for s, items in _by_subject([it for it in read if split != scored or keep(it)]).items()}
+              for split, read in read_local(task, data).items()}
     mapping = data / "subject_mapping.json"  # C-Eval's own file: subject -> [English, Chinese, category]
     zh = {k: v[1] for k, v in json.loads(mapping.read_text("utf-8")).items()} if mapping.is_file() else {}
     includes, descriptions = {}, {}
-    for s in splits["val"]:
-        own = root / f"ceval-valid_{s}.yaml"
-        includes[s] = own if own.is_file() else root / "_default_ceval_yaml"
+    for s in splits[scored]:
+        own = root / f"{spec.prefix}{s}.yaml"
+        includes[s] = own if own.is_file() else root / spec.template
         if not own.is_file():
-            subject_zh = zh.get(s, " ".join(s.split("_")))
-            descriptions[s] = f"以下是中国关于{subject_zh}的单项选择题，请选出其中的正确答案。\n\n"
-    _subject_tasks(out, name, splits, includes, descriptions, CEVAL_CLOZE if formulation == "cloze" else {},
+            descriptions[s] = spec.description.format(zh.get(s, " ".join(s.split("_"))))
+    _subject_tasks(out, name, splits, includes, descriptions, spec.cloze() if formulation == "cloze" else {},
                    ["acc", "acc_norm"])
 
 

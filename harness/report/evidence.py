@@ -111,7 +111,7 @@ def _mc_text(it) -> dict:
 
 def _benchmark_texts(cell: dict, entry: dict) -> list[dict]:
     """Items in the benchmarks suite's order: subject (lm-eval subtask), then document, `limit` per subject."""
-    from harness.data.native import read_ceval, read_gsm8k, read_mmlu
+    from harness.data.native import read_gsm8k, read_scored
     from harness.paths import resolve_data
 
     if not entry.get("data"):
@@ -121,7 +121,7 @@ def _benchmark_texts(cell: dict, entry: dict) -> list[dict]:
     if entry["task"] == "gsm8k":
         items = read_gsm8k(data / "test.jsonl")[:limit]
         return [{"prompt": it.prompt, "reference": it.reference} for it in items]
-    items = read_mmlu(data, "test") if entry["task"] == "mmlu" else read_ceval(data, "val")
+    items = read_scored(entry["task"], data)
     by_subject: dict[str, list] = {}
     for it in items:
         by_subject.setdefault(it.subject, []).append(it)
