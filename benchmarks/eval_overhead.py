@@ -48,13 +48,14 @@ RTOL = 1e-4
 
 
 def base_cell(path: Path, limit: int | None, bench_limit: int | None):
-    """The matrix's base cell with the matrix's eval settings, `limit` items per suite and per benchmark task."""
+    """The matrix's base cell with the matrix's eval settings, `limit` items per suite and per benchmark task, in
+    float32 (eval.bf16 false) as the reference computes, also on a GPU where the default would be bf16."""
     from harness.config import load_matrix
     from harness.matrix import expand
 
     spec = load_matrix(path)
     ev = spec.eval
-    update: dict = {"limit": limit} if limit else {}
+    update: dict = {"bf16": False, **({"limit": limit} if limit else {})}
     if ev.benchmarks and bench_limit:
         tasks = [t.model_copy(update={"limit": bench_limit}) for t in ev.benchmarks.tasks]
         update["benchmarks"] = ev.benchmarks.model_copy(update={"tasks": tasks})

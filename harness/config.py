@@ -282,6 +282,7 @@ class EvalSpec(_Spec):
     point_suites: list[Literal[SUITE_NAMES]] | None = None  # type: ignore[valid-type]  # None: every suite of the cell
     tradeoff: TradeoffSpec | None = None  # the operating point's forgetting limits; None: TradeoffSpec()'s
     inference: bool = True  # time prompt throughput and per-token latency after the suites (evals.inference)
+    bf16: bool | None = None  # bf16 autocast of the suites' forwards; None: on CUDA devices that support it, never CPU
     # reuse a base model's evaluation from harness.basecache; excluded from the dump: it changes no number
     base_cache: bool = Field(default=True, exclude=True)
     # the training-noise prior (a noise.json from `harness noise`, or its folder; relative to the matrix file) for

@@ -50,7 +50,8 @@ CARVING_DATA = ("tuning", "samples")  # change the training rows, which data.dro
 POINTS_EVAL = ("checkpoints", "interpolate", "point_suites", "tradeoff")
 # Eval keys added after results were stored: at their defaults they are left out of every id, so those results keep
 # their ids (and a matrix resumes them) until a matrix sets the key.
-ADDED_EVAL = {"checkpoints": None, "interpolate": None, "point_suites": None, "tradeoff": None, "inference": True}
+ADDED_EVAL = {"checkpoints": None, "interpolate": None, "point_suites": None, "tradeoff": None, "inference": True,
+              "bf16": None}
 ADDED_CELL = {"lr_from": None}  # the same for cell and tuning keys: one seed's cells of a search keep their ids
 ADDED_TUNING = {"seeds": "first"}
 

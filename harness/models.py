@@ -68,6 +68,22 @@ def caveat(spec: ModelSpec, root: Path | None = None) -> str | None:
         return None
 
 
+def uses_bf16(flag: bool | None, device: torch.device | None = None) -> bool:
+    """train.bf16 / eval.bf16 resolved: None is bf16 on a CUDA device that supports it (the model's `device`
+    where given: a model left on the CPU of a CUDA machine computes in float32), never on CPU."""
+    if flag is not None:
+        return flag
+    cuda = torch.cuda.is_available() if device is None else device.type == "cuda"
+    return cuda and torch.cuda.is_bf16_supported()
+
+
+def autocast(model, flag: bool | None):
+    """Where the model's forwards run: bf16 autocast on its device when `flag` resolves on (uses_bf16). Outputs
+    come out bf16, so whatever sums them (log-softmax, NLL) upcasts to float32 first."""
+    device = next(model.parameters()).device
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=uses_bf16(flag, device))
+
+
 def to_accelerator(model):
     """The model on the first CUDA device when there is one (where evaluation is fast), else as it is."""
     import torch

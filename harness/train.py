@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from transformers import Trainer, TrainingArguments
 
-from harness import distributed
+from harness import distributed, models
 from harness.budget import BudgetCallback, MemoryMonitor
 from harness.config import TrainSpec
 from harness.data import collator
@@ -29,7 +29,7 @@ from harness.snapshots import SnapshotCallback
 
 
 def uses_bf16(spec: TrainSpec) -> bool:
-    return spec.bf16 if spec.bf16 is not None else torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    return models.uses_bf16(spec.bf16)
 
 
 def world_size() -> int:

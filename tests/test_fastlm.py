@@ -161,3 +161,21 @@ def test_generation_is_hflms_own(world):
     fast = FastHFLM(pretrained=model, tokenizer=tok, batch_size=8)
     assert fast.generate_until(reqs, disable_tqdm=True) == stock and len(stock) == 2
     assert set(fast.seconds) == {"generate_until"}
+
+
+def test_bf16_scores_in_bf16_with_float32_log_softmax_inside_an_outer_autocast(world):
+    """eval.bf16: the wrapper's own autocast is bf16 (a disabled one would switch run_suites' off), the
+    log-likelihoods move by little (tests/test_bf16_eval.py's 3%, or 1e-3 for a near-certain option's log P near
+    0), and float32 stays stock HFLM's."""
+    import torch
+
+    model, tok = world
+    reqs = requests("mmlu", "cloze", 2)
+    fp32 = benchmarks.wrap(model, tok, 8, None)
+    assert fp32.mixed_precision_dtype is None and fp32.softmax_dtype is None
+    lm = benchmarks.wrap(model, tok, 8, None, bf16=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mine = lm.loglikelihood(reqs, disable_tqdm=True)
+    ref = fp32.loglikelihood(reqs, disable_tqdm=True)
+    assert [ll for ll, _ in mine] == pytest.approx([ll for ll, _ in ref], rel=0.03, abs=1e-3)
+    assert mine != ref

@@ -83,13 +83,17 @@ def prepare(spec, root: Path, drop: dict[str, frozenset[str]] | None = None) -> 
     return out
 
 
-def wrap(model, tok, batch_size: int, add_bos_token: bool | None, fast: bool = True):
-    """lm-eval's LM around the in-memory model: FastHFLM (shared contexts), or stock HFLM as the reference."""
+def wrap(model, tok, batch_size: int, add_bos_token: bool | None, fast: bool = True, bf16: bool = False):
+    """lm-eval's LM around the in-memory model: FastHFLM (shared contexts), or stock HFLM as the reference.
+
+    `bf16`: HFLM's own bf16 autocast (its `mixed_precision_dtype`; a disabled one inside run_suites' autocast
+    would turn it off), with log-softmax in float32 (`softmax_dtype`), as the other suites sum NLLs."""
     if fast:
         from harness.evals.fastlm import FastHFLM as LM
     else:
         from lm_eval.models.huggingface import HFLM as LM
-    return LM(pretrained=model, tokenizer=tok, batch_size=batch_size, add_bos_token=add_bos_token)
+    precision = {"mixed_precision_dtype": "bfloat16", "softmax_dtype": "float32"} if bf16 else {}
+    return LM(pretrained=model, tokenizer=tok, batch_size=batch_size, add_bos_token=add_bos_token, **precision)
 
 
 def load_entry(task_manager, task: str, num_fewshot: int | None, gen_kwargs: dict | None) -> dict:
@@ -220,7 +224,7 @@ def per_item(results: dict, prefix: str) -> dict:
     return {**scores, **labels(ids, {k: g if several else None for k, g in groups.items()})}
 
 
-def batch_invariance(model, tok, results: dict, add_bos_token: bool | None, docs: int) -> dict:
+def batch_invariance(model, tok, results: dict, add_bos_token: bool | None, docs: int, bf16: bool = False) -> dict:
     """Re-score the first `docs` items' requests with stock HFLM at batch sizes 1 and 8.
 
     bs1 vs bs8: padding must not move a score. bs1 vs run: the suite's own scores (FastHFLM,
@@ -232,7 +236,7 @@ def batch_invariance(model, tok, results: dict, add_bos_token: bool | None, docs
     samples = sorted((s for s in results["samples"][leaf] if s["filter"] == "none"), key=lambda s: s["doc_id"])[:docs]
     requests = [Instance("loglikelihood", s["doc"], tuple(args), i)
                 for s in samples for i, args in enumerate(s["arguments"])]
-    stock = {bs: wrap(model, tok, bs, add_bos_token, fast=False) for bs in (1, 8)}
+    stock = {bs: wrap(model, tok, bs, add_bos_token, fast=False, bf16=bf16) for bs in (1, 8)}
     lls = {bs: [ll for ll, _ in lm.loglikelihood(requests, disable_tqdm=True)] for bs, lm in stock.items()}
     main = [r[0] for s in samples for r in (resp[0] for resp in s["resps"])]
     picks = {bs: _argmaxes(v, samples) for bs, v in lls.items()}
@@ -257,6 +261,8 @@ def run(model, tok, cell) -> dict:
 
     from lm_eval.tasks import TaskManager
 
+    from harness.models import uses_bf16
+
     spec = cell.eval.benchmarks
     drop = None
     if cell.data.drop_contaminated:  # contaminated items leave scoring, as in the task and safety suites
@@ -266,7 +272,8 @@ def run(model, tok, cell) -> dict:
     plan = prepare(spec, Path(cell.root), drop)
     folders = [str(f) for _, _, f in plan if f is not None]
     tm = TaskManager(include_path=folders or None, include_defaults=any(f is None for _, _, f in plan))
-    lm = wrap(model, tok, spec.batch_size, spec.add_bos_token)
+    bf16 = uses_bf16(cell.eval.bf16, next(model.parameters()).device)
+    lm = wrap(model, tok, spec.batch_size, spec.add_bos_token, bf16=bf16)
     loaded = [load_entry(tm, task, entry.num_fewshot, entry.gen_kwargs) for entry, task, _ in plan]
     limits = [entry.limit or cell.eval.limit for entry, _, _ in plan]
     out: dict = {"_ids": {}, "_groups": {}}
@@ -285,7 +292,7 @@ def run(model, tok, cell) -> dict:
             out.update(scores)
             if spec.sanity_docs and any(c.get("output_type") in LOGLIKELIHOOD for c in mine["configs"].values()):
                 start = time.perf_counter()
-                sanity[entry.name] = batch_invariance(model, tok, mine, spec.add_bos_token, spec.sanity_docs)
+                sanity[entry.name] = batch_invariance(model, tok, mine, spec.add_bos_token, spec.sanity_docs, bf16)
                 timing["sanity"] += time.perf_counter() - start
     out["_timing"] = {**lm.seconds, "other": max(0.0, timing["evaluate"] - sum(lm.seconds.values())),
                       "sanity": timing["sanity"]}

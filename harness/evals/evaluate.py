@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from harness.evals import perplexity, safety, task
 from harness.evals.stats import CorpusScores, interval
+from harness.models import autocast
 from harness.suites import SUITES
 from harness.timing import Clock
 
@@ -33,7 +34,8 @@ RUNS = {"perplexity": perplexity.run, "task": task.run, "benchmarks": benchmarks
 
 def run_suites(model, tok, cell, progress=print, clock: Clock | None = None, on_suite=None) -> tuple[dict, dict]:
     """`clock` gets one eval record per suite (and the benchmarks' per-task seconds, where the suite reports
-    them as `_timing`); `on_suite(name, index, total, seconds)` hears each suite start (seconds None) and end."""
+    them as `_timing`); `on_suite(name, index, total, seconds)` hears each suite start (seconds None) and end.
+    Each suite runs under eval.bf16's autocast (harness.models.autocast), its coherence judge included."""
     model.eval()
     clock = clock or Clock()
     metrics, items, ids, groups = {}, {}, {}, {}
@@ -42,7 +44,7 @@ def run_suites(model, tok, cell, progress=print, clock: Clock | None = None, on_
         progress(f"  eval {name}")
         if on_suite:
             on_suite(name, i, len(names), None)
-        with clock.phase("eval", name):
+        with clock.phase("eval", name), autocast(model, cell.eval.bf16):
             scores = RUNS[name](model, tok, cell)
         if on_suite:
             on_suite(name, i, len(names), clock.phases[-1]["wall"])

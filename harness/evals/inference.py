@@ -54,10 +54,12 @@ def _median_seconds(fn) -> float:
 
 
 @torch.no_grad()
-def timings(model, tok, texts: list[str]) -> dict:
-    """{"prompt_tokens_per_s", "ms_per_token"} of this model on these prompts (encoded as lm.greedy encodes them)."""
+def timings(model, tok, texts: list[str], bf16: bool | None = False) -> dict:
+    """{"prompt_tokens_per_s", "ms_per_token"} of this model on these prompts (encoded as lm.greedy encodes them),
+    under the autocast eval.bf16 (`bf16`) gives the suites."""
     from harness.data import bos_ids
     from harness.evals.lm import pad_id
+    from harness.models import autocast
 
     model.eval()
     device = next(model.parameters()).device
@@ -65,14 +67,15 @@ def timings(model, tok, texts: list[str]) -> dict:
     width, pad = max(map(len, encoded)), pad_id(tok)
     ids = torch.tensor([e + [pad] * (width - len(e)) for e in encoded], device=device)
     mask = torch.tensor([[1] * len(e) + [0] * (width - len(e)) for e in encoded], device=device)
-    prefill = _median_seconds(lambda: model(input_ids=ids, attention_mask=mask, use_cache=False))
     one = torch.tensor([encoded[0]], device=device)
 
     def generate(n: int):
         return lambda: model.generate(input_ids=one, attention_mask=torch.ones_like(one), max_new_tokens=n,
                                       min_new_tokens=n, do_sample=False, pad_token_id=pad, use_cache=True)
 
-    decode = (_median_seconds(generate(NEW_TOKENS)) - _median_seconds(generate(1))) / (NEW_TOKENS - 1)
+    with autocast(model, bf16):
+        prefill = _median_seconds(lambda: model(input_ids=ids, attention_mask=mask, use_cache=False))
+        decode = (_median_seconds(generate(NEW_TOKENS)) - _median_seconds(generate(1))) / (NEW_TOKENS - 1)
     return {"prompt_tokens_per_s": round(sum(map(len, encoded)) / prefill, 1),
             "ms_per_token": round(1000 * max(decode, 0.0), 3)}
 
@@ -103,13 +106,13 @@ def virtual_tokens(model) -> int:
 
 
 def measure(model, tok, cell) -> dict:
-    """The cell's inference cost (module docstring); the model is left as it was."""
+    """The cell's inference cost (module docstring), in the suites' precision; the model is left as it was."""
     texts = prompts(tok, cell)
-    out = {**timings(model, tok, texts), "prompts": len(texts), "new_tokens": NEW_TOKENS,
+    out = {**timings(model, tok, texts, cell.eval.bf16), "prompts": len(texts), "new_tokens": NEW_TOKENS,
            "virtual_tokens": virtual_tokens(model)}
     out["merge"], merge = merge_plan(model)
-    if merge:
+    if merge:  # merged in float32 (outside any autocast), timed as the model is
         merged = copy.deepcopy(model).merge_and_unload()
-        out["merged"] = timings(merged, tok, texts)
+        out["merged"] = timings(merged, tok, texts, cell.eval.bf16)
         del merged
     return out
