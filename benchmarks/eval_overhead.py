@@ -383,6 +383,18 @@ def append_results(path: Path, title: str, rows: list[str], ratio_line: str, com
         f.write("\n".join(section))
 
 
+def offline_threads() -> None:
+    """Hub and datasets offline and tokenizers on one thread (set before transformers is imported), torch on the
+    threads OMP_NUM_THREADS names."""
+    for k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        os.environ.setdefault(k, "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import torch
+
+    if os.environ.get("OMP_NUM_THREADS"):
+        torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--world", choices=sorted(MATRIX_FILES), default="tiny",
@@ -396,16 +408,12 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.repeats < 1:
         ap.error("--repeats must be at least 1")
-    for k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
-        os.environ.setdefault(k, "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    offline_threads()
 
     import torch
 
     from harness import models
 
-    if os.environ.get("OMP_NUM_THREADS"):
-        torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     default_limit, default_bench = (None, None) if args.matrix else DEFAULT_LIMITS[args.world]
     path = args.matrix or REPO / "matrices" / MATRIX_FILES[args.world]
     cell = base_cell(path, args.limit or default_limit, args.bench_limit or default_bench)

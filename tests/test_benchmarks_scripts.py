@@ -242,6 +242,49 @@ def test_eval_overhead_skips_a_matrix_whose_data_is_absent(tmp_path, capsys):
     assert out.startswith(f"skipped: {path} names data that is not here: {tmp_path / 'nowhere/wiki.test.tokens'}")
 
 
+@pytest.mark.slow
+def test_bf16_agreement_on_the_tiny_world_times_compares_and_trains_both_precisions(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
+    bench = script("bf16_agreement")
+    assert bench.main(["--world", "tiny", "--limit", "2", "--bench-limit", "1", "--repeats", "1",
+                       "--train-tokens", "300"]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    for suite in ("perplexity", "task", "benchmarks", "safety", "**total**"):
+        assert any(line.startswith(f"| tiny-world | {suite} | ") and line.endswith("x |") for line in lines), out
+    for metric, per_item in (("ppl_general", "NLL max "), ("task_rouge_l", "max abs "), ("mmlu_cloze_acc", "/3 flip"),
+                             ("refusal_harmful", "/2 flip"), ("_refusal_benign_replies", "/2 differ"),
+                             ("_refusal_benign_reply_ppl", "max ")):
+        assert any(f"| {metric} |" in line and per_item in line for line in lines), (metric, out)
+    trained = [line for line in lines if line.startswith("| tiny-world | lora r=16") or
+               line.startswith("| tiny-world | full")]
+    assert len(trained) == 2 and all(line.endswith("% |") for line in trained), out
+    results = tmp_path / "RESULTS.md"
+    bench.append_results(results, "tiny-world", [line for line in lines if line.startswith("|")], "python x")
+    assert "## bf16 autocast against float32: tiny-world (" in results.read_text("utf-8")
+
+
+def test_bf16_agreement_counts_flips_and_relative_moves():
+    bench = script("bf16_agreement")
+
+    def metric(value: float) -> dict:
+        return {"value": value, "n": 2}
+
+    fp32 = ({"ppl_general": metric(2.0), "task_exact_match": metric(0.5), "task_rouge_l": metric(0.4)},
+            {"ppl_general": ([10.0, 20.0], [5, 6]), "task_exact_match": [1.0, 0.0], "task_rouge_l": [0.5, 0.3],
+             "_predictions": ["a", "b"], "_refusal_benign_reply_ppl": [2.0, None]})
+    bf16 = ({"ppl_general": metric(2.02), "task_exact_match": metric(0.0), "task_rouge_l": metric(0.45)},
+            {"ppl_general": ([10.1, 20.0], [5, 6]), "task_exact_match": [0.0, 0.0], "task_rouge_l": [0.5, 0.4],
+             "_predictions": ["a", "c"], "_refusal_benign_reply_ppl": [2.1, 1.5]})
+    rows = {r["metric"]: r for r in bench.agreement(fp32, bf16)}
+    assert (rows["ppl_general"]["change"], rows["ppl_general"]["items"]) == ("+1.000%", "NLL max 1.000%")
+    assert (rows["task_exact_match"]["change"], rows["task_exact_match"]["items"]) == ("-0.500", "1/2 flip")
+    assert (rows["task_rouge_l"]["change"], rows["task_rouge_l"]["items"]) == ("+0.050", "max abs 0.100")
+    assert rows["_predictions"]["items"] == "1/2 differ"
+    assert rows["_refusal_benign_reply_ppl"]["items"] == "max 5.000%, 1 scored on one side"
+    assert bench.loss_difference({"fp32": [2.0, 1.0], "bf16": [2.0, 1.1]}) == pytest.approx(0.1)
+
+
 def test_gate_calibration_plants_exactly_the_effect_it_names(tmp_path):
     import random
 
