@@ -146,6 +146,8 @@ def _run_cell(cell: Cell, results_dir: Path, progress, progress_file: Path | Non
     _phase(progress_file, "evaluate")
     metrics, items = run_suites(model, tok, cell, progress, clock=clock, on_suite=_suite_line(progress_file))
     result["metrics"] = metrics
+    # what eval.bf16 resolved to here: unset, it is bf16 on a GPU and float32 on CPU under the same cell id
+    result["eval_precision"] = "bf16" if models.uses_bf16(cell.eval.bf16, next(model.parameters()).device) else "fp32"
     if start is not None:  # the checkpoints and interpolations, the model left as trained
         _phase(progress_file, "points")
         final = snapshots.snapshot(model, names=snapshots.names(start))  # a reloaded save trains nothing

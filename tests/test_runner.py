@@ -82,6 +82,7 @@ def test_matrix_runs_and_every_result_is_complete(matrix, tmp_path):
         assert r["metrics"]["refusal_harmful"]["ci_method"] == "wilson"  # prompts drawn one by one
         assert r["metrics"]["ppl_in_domain"]["ci_method"] == "cluster-bootstrap"
         assert r["metrics"]["ppl_general"]["ci_method"] == "bootstrap"
+        assert r["eval_precision"] == "fp32"  # eval.bf16 unset: float32 on CPU, and the cell says so
         if label != "base":
             assert USAGE_KEYS <= set(r["usage"]) and r["usage"]["tokens"] == 600
             assert 0 < r["trainable_params"] <= r["total_params"] and r["artifact_bytes"] > 0
