@@ -39,6 +39,15 @@ def rank() -> int:
     return int(os.environ.get("RANK", "0"))
 
 
+def training_backend(spec, world: int) -> str:
+    """The backend a process of a `world`-process cell trains under (`spec` a TrainSpec): the cell's own on several
+    processes; alone "ddp", a plain Trainer that wraps nothing, except fsdp under torchrun: FSDP2 over one rank,
+    how one GPU checks the sharding path (benchmarks/gpu_bench.py fsdp); no cell does this."""
+    if spec.backend == "fsdp" and "LOCAL_RANK" in os.environ:
+        return "fsdp"
+    return spec.backend if world > 1 else "ddp"
+
+
 def _is_dtensor(t) -> bool:
     from torch.distributed.tensor import DTensor
 

@@ -1,6 +1,6 @@
 """Estimate a cell's peak training memory from its model's config.json, before anything is loaded.
 
-    peak = weights + gradients + optimizer states + activations
+    peak = weights + gradients + optimizer states + activations (+ a backend's unsharded copies and comm buffers)
 
 - weights: every parameter at the model's dtype (4 bytes for float32, 2 for bf16); for qlora
   the decoder's linear weights at bits/8 bytes plus their quantisation constants.
@@ -16,6 +16,17 @@
   with h hidden size, a/k query/key-value heads, d head dim, i intermediate size, V vocab.
   qlora on CPU adds the float32 weights: bitsandbytes quantises after reading them, and the
   allocator keeps that memory for the activations that follow.
+
+Beyond its shards, what the backend allocates per rank while a layer's gradients are computed (0 for a process
+that trains alone), with R the root's parameters (in no decoder layer: the embedding, the final norm) and G the
+largest layer's, at FSDP2's param dtype unless said:
+- unsharded (fsdp) = R + R's gradients + 2G + G's gradients: fully_shard on the root keeps R gathered from forward
+  to backward; a layer is gathered for its backward while the next is prefetched (every layer from forward on
+  with reshard_after_forward off), and its gradients are full-size until its reduce-scatter.
+- comm buffers (fsdp) = G's gradients at the reduce dtype (the reduce-scatter input, kept until the next layer's)
+  + on gloo (CPU, several ranks) 2 x max(R, G): each of its 2 worker threads all-gathers into a fresh full-size
+  tensor, which its malloc arena keeps. (ddp) = every gradient: the reducer's buckets copy them all
+  (bucket_cap_mb 25 and the 1 MB first bucket only split them).
 
 Measured on CPU it is the resident memory the process allocated (RssAnon) above the
 baseline taken just before the model loads; on CUDA torch.cuda.max_memory_allocated.
@@ -33,6 +44,7 @@ from pathlib import Path
 
 import torch
 
+from harness.distributed import layer_classes, training_backend
 from harness.matrix import BASE, Cell, resolve_params
 from harness.paths import resolve_model
 from harness.train import uses_bf16
@@ -116,15 +128,47 @@ def estimate(cell: Cell, seq_len: int | None = None, batch_size: int | None = No
         "activations_mb": (batch_size * seq_len * act_dtype / MB
                            * (activation_elements_per_token(config) + lora_elements_per_token(model))
                            if cell.strategy != BASE else 0.0),
+        "unsharded_mb": 0.0,
+        "comm_buffers_mb": 0.0,
     }
     if cell.strategy == "qlora" and not torch.cuda.is_available():
         parts["weights_mb"] += sum(p.numel() for p in model.parameters() if not p.requires_grad) * 4 / MB
     world, sharded = shards(cell, Path(cell.root)) if cell.strategy != BASE else (1, ())
     for key in sharded:  # each rank holds 1/world of what its backend shards; activations are per rank anyway
         parts[key] /= world
+    if cell.strategy != BASE:
+        backend = training_backend(cell.train, world)
+        if backend == "fsdp":
+            parts.update(_fsdp_buffers(model, cell.train.distributed.fsdp, world))
+        elif backend == "ddp" and world > 1:
+            parts["comm_buffers_mb"] = grad_bytes / MB
     parts = {k: round(v, 1) for k, v in parts.items()}
     return {**parts, "total_mb": round(sum(parts.values()), 1), "trainable_params": sum(p.numel() for p in trainable),
             "seq_len": seq_len, "batch_size": batch_size, "world": world, "sharded": list(sharded)}
+
+
+GLOO_THREADS = 2  # ProcessGroupGloo's worker threads (its Options default)
+
+
+def _fsdp_buffers(model, fsdp, world: int) -> dict:
+    """unsharded_mb and comm_buffers_mb under FSDP2 as harness.distributed.shard applies it (module docstring)."""
+    names = layer_classes(model)
+    layers = [list(m.parameters()) for m in model.modules() if type(m).__name__ in names]
+    inside = {id(p) for group in layers for p in group}
+    root = [p for p in model.parameters() if id(p) not in inside]
+    bf16 = fsdp.mixed_precision == "bf16"  # MixedPrecisionPolicy(param_dtype=bf16, reduce_dtype=float32)
+
+    def size(group, grads=False, reduced=False) -> int:
+        return sum(p.numel() * (4 if reduced and bf16 else 2 if bf16 else p.element_size())
+                   for p in group if p.requires_grad or not grads)
+
+    layer_sizes = sorted(size(g) for g in layers)
+    gathered = layer_sizes if not fsdp.reshard_after_forward else layer_sizes[-2:]
+    layer_grads = max((size(g, grads=True) for g in layers), default=0)
+    reduce_input = max((size(g, grads=True, reduced=True) for g in layers), default=0)
+    staging = GLOO_THREADS * max(layer_sizes + [size(root)]) if world > 1 and not torch.cuda.is_available() else 0
+    return {"unsharded_mb": (size(root) + size(root, grads=True) + sum(gathered) + layer_grads) / MB,
+            "comm_buffers_mb": (reduce_input + staging) / MB}
 
 
 # What each sharding backend divides over the ranks (ZeRO stages as DeepSpeed defines them; FSDP2 full shard is

@@ -71,14 +71,18 @@ def render_plan(spec: MatrixSpec, root: Path) -> str:
             continue
         fits = "-" if not b.max_memory_mb else ("yes" if est["total_mb"] <= b.max_memory_mb else "NO")
         parts = "+".join(f"{est[k]:.0f}" for k in ("weights_mb", "gradients_mb", "optimizer_mb", "activations_mb"))
-        per_rank = f"  (per rank of {est['world']}" + (f"; sharded: {', '.join(k[:-3] for k in est['sharded'])})"
-                                                           if est["sharded"] else "; full copies)")
+        buffers = " + ".join(f"{k[:-3].replace('_', ' ')} {est[k]:.0f}" for k in ("unsharded_mb", "comm_buffers_mb")
+                             if est[k])
+        per_rank = (f"  (per rank of {est['world']}; "
+                    + (f"sharded: {', '.join(k[:-3] for k in est['sharded'])}" if est["sharded"] else "full copies")
+                    + (f"; backend buffers: {buffers}" if buffers else "") + ")")
         lines.append(f"{cell.id:<12}  {cell.label[:36]:<36} {lr:>8}  {est['trainable_params']:>10,}  "
                      f"{est['total_mb']:>12,.0f}  {parts:<31}  {fits}" + (per_rank if est["world"] > 1 else ""))
     lengths = ", ".join(f"{m}: {n or spec.data.max_length}" + ("" if n else " (max_length; no tokenizer)")
                         for m, n in seq.items())
     lines.append(f"\npeak memory = weights + gradients + AdamW states + activations at batch {spec.train.batch_size}"
-                 f" x the longest training example ({lengths}); measured above the pre-load baseline "
+                 f" x the longest training example ({lengths}), + what fsdp/ddp allocate beyond them (unsharded "
+                 "copies, comm buffers; harness/memory.py); measured above the pre-load baseline "
                  "(CPU: RssAnon, CUDA: max_memory_allocated)")
     from harness.power import power_lines  # the detectable difference of each suite's headline metric
 

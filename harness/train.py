@@ -87,9 +87,7 @@ def train(model, tok, examples: list[dict], spec: TrainSpec, budget: dict, seed:
     steps = math.ceil(len(examples) / (spec.batch_size * world))
     own_workdir = workdir is None  # Trainer wants an output folder; with save_strategy "no" nothing in it is kept
     workdir = workdir or Path(tempfile.mkdtemp(prefix="harness-train-"))
-    backend = spec.backend if world > 1 else "ddp"
-    if spec.backend == "fsdp" and "LOCAL_RANK" in os.environ:  # under torchrun, one process: FSDP2 over one rank,
-        backend = "fsdp"  # how one GPU checks the sharding path (benchmarks/gpu_bench.py fsdp); no cell does this
+    backend = distributed.training_backend(spec, world)
     if backend == "deepspeed" and not distributed.deepspeed_installed():
         raise RuntimeError("distributed.backend deepspeed: the deepspeed package is not installed here")
     args = TrainingArguments(**training_kwargs(spec, steps, seed, workdir, counting, tracking, root, world))

@@ -110,6 +110,49 @@ def test_the_dry_runs_memory_estimate_is_per_rank_for_each_backend(tmp_path, tin
             assert est[name][key] == pytest.approx(want, abs=0.1), (name, key)
 
 
+def test_the_estimate_counts_what_each_backend_allocates_beyond_its_shards(tmp_path, monkeypatch):
+    """FSDP2 (harness/memory.py's docstring): the root's parameters and gradient, the two layers gathered while
+    one layer's gradients are computed, those gradients, the held reduce-scatter input and, on gloo, one staging
+    copy of the largest group per worker thread; DDP: buckets as large as the gradients; alone: nothing, except
+    FSDP2 over one rank under torchrun. Sizes from the tiny world's model itself (4 layers, tied embedding,
+    float32)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from harness.config import load_matrix
+    from harness.matrix import expand
+    from harness.memory import MB, estimate
+
+    if torch.cuda.is_available():
+        pytest.skip("gloo's staging is counted on CPU only")
+    model_dir = REPO / "harness" / "zoo" / "tiny-world" / "model"
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    root = sum(p.numel() for p in model.parameters()) - sum(p.numel() for p in model.model.layers.parameters())
+    layer = sum(p.numel() for p in model.model.layers[0].parameters())
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+
+    def est(train: str) -> dict:
+        return estimate(expand(load_matrix(_write(tmp_path, model_dir, train)), tmp_path)[1])
+
+    for train in ("{}", "{nproc_per_node: 1, distributed: {backend: fsdp}}"):
+        assert (est(train)["unsharded_mb"], est(train)["comm_buffers_mb"]) == (0, 0), train
+    ddp = est("{nproc_per_node: 2}")
+    assert (ddp["unsharded_mb"], ddp["comm_buffers_mb"]) == (0, ddp["gradients_mb"])
+    cases = {"{}": (4, 4, 4), "{mixed_precision: bf16}": (2, 4, 2)}  # bytes: gathered, reduced, staged
+    for fsdp, (held, reduced, staged) in cases.items():
+        e = est(f"{{nproc_per_node: 2, distributed: {{backend: fsdp, fsdp: {fsdp}}}}}")
+        assert e["unsharded_mb"] == pytest.approx((2 * root + 3 * layer) * held / MB, abs=0.1), fsdp
+        assert e["comm_buffers_mb"] == pytest.approx((layer * reduced + 2 * root * staged) / MB, abs=0.1), fsdp
+        parts = [v for k, v in e.items() if k.endswith("_mb") and k != "total_mb"]
+        assert e["total_mb"] == pytest.approx(sum(parts), abs=0.1)
+    kept = est("{nproc_per_node: 2, distributed: {backend: fsdp, fsdp: {reshard_after_forward: false}}}")
+    assert kept["unsharded_mb"] == pytest.approx((2 * root + 4 * layer + layer) * 4 / MB, abs=0.1)  # all 4 kept
+    monkeypatch.setenv("LOCAL_RANK", "0")  # FSDP2 over one rank (benchmarks/gpu_bench.py fsdp): no gloo staging
+    alone = est("{nproc_per_node: 1, distributed: {backend: fsdp}}")
+    assert alone["unsharded_mb"] == pytest.approx((2 * root + 3 * layer) * 4 / MB, abs=0.1)
+    assert alone["comm_buffers_mb"] == pytest.approx(layer * 4 / MB, abs=0.1)
+
+
 def test_deepspeed_config_is_validated_and_passed_to_training_arguments(tmp_path):
     from harness.distributed import deepspeed_problem
     from harness.train import training_kwargs
