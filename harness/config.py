@@ -115,6 +115,9 @@ class FsdpSpec(_Spec):
     activation_checkpointing: bool = False  # recompute each layer's activations in backward (non-reentrant)
     cpu_offload: bool = False  # parameters, gradients and optimizer states in CPU memory (CUDA only)
     mixed_precision: Literal["none", "bf16"] = "none"  # bf16: layers compute and all-gather in bf16, reduce in fp32
+    # ranks each parameter is sharded over; None: every rank (full shard). Fewer: hybrid shard (HSDP), sharded within
+    # groups of this many ranks and replicated across them (nproc_per_node: shard within a node, replicate across)
+    shard_size: PositiveInt | None = None
 
 
 class DeepSpeedSpec(_Spec):
@@ -176,9 +179,23 @@ class TrainSpec(_Spec):
             out.pop("distributed", None)
         return out
 
+    @model_validator(mode="after")
+    def _shard_size_divides_the_world(self):
+        size = self.distributed.fsdp.shard_size if self.distributed else None
+        if size and (size > self.world or self.world % size):
+            raise ValueError(f"distributed.fsdp.shard_size {size} must divide the world size {self.world} "
+                             "(nproc_per_node x nnodes): the ranks form world / shard_size replicas of a shard group")
+        return self
+
     @property
     def backend(self) -> str:
         return self.distributed.backend if self.distributed else "ddp"
+
+    @property
+    def shard_group(self) -> int:
+        """Ranks a parameter is divided over: fsdp.shard_size (hybrid shard) or, sharding, every rank."""
+        d = self.distributed
+        return (d.fsdp.shard_size or self.world) if d and d.backend == "fsdp" else self.world
 
     @property
     def world(self) -> int:

@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 from transformers import TrainerCallback
 
-SHARDED_AT_MOST = 0.75  # x 2/world: a rank holding more than 1.5/world of the elements (0.75 of 2) did not shard
+SHARDED_AT_MOST = 0.75  # x 2/group: a rank holding more than 1.5/group of the elements (0.75 of 2) did not shard
 
 
 class NotSharded(RuntimeError):
@@ -87,6 +87,13 @@ def shard(model, fsdp) -> torch.nn.Module:
         kwargs["offload_policy"] = CPUOffloadPolicy()
     if torch.cuda.is_available():  # each rank's model on its own GPU before sharding
         model.to(torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))))
+    world = dist.get_world_size()
+    if fsdp.shard_size and fsdp.shard_size < world:  # hybrid shard: a 2-D mesh, FSDP2 replicates over its first dim
+        from torch.distributed.device_mesh import init_device_mesh
+
+        kwargs["mesh"] = init_device_mesh("cuda" if torch.cuda.is_available() else "cpu",
+                                          (world // fsdp.shard_size, fsdp.shard_size),
+                                          mesh_dim_names=("replicate", "shard"))
     names = layer_classes(model)
     layers = [m for m in model.modules() if type(m).__name__ in names]
     if not layers:
@@ -105,15 +112,16 @@ def local_fraction(model) -> float:
     return sum(_local(p).numel() for p in params) / max(total, 1)
 
 
-def sharding_problem(wrapped, world: int, fractions: list[float]) -> str | None:
-    """Why a model that should be sharded over `world` ranks is not (None when it is)."""
+def sharding_problem(wrapped, group: int, fractions: list[float]) -> str | None:
+    """Why a model that should be sharded over `group` ranks (the world, or a hybrid shard's group) is not (None when
+    it is)."""
     if isinstance(wrapped, torch.nn.parallel.DistributedDataParallel):
-        return (f"the model came out of preparation as a DistributedDataParallel (a full copy on each of {world} "
-                f"ranks): the sharding backend silently did not shard")
-    if world > 1 and max(fractions) > SHARDED_AT_MOST * 2 / world:
+        return (f"the model came out of preparation as a DistributedDataParallel (a full copy on each of "
+                f"{len(fractions)} ranks): the sharding backend silently did not shard")
+    if group > 1 and max(fractions) > SHARDED_AT_MOST * 2 / group:
         shown = ", ".join(f"{f:.3f}" for f in fractions)
-        return (f"each rank holds {shown} of the parameter elements with {world} ranks (about {1 / world:.3f} "
-                f"expected): the sharding backend silently did not shard")
+        return (f"each rank holds {shown} of the parameter elements, sharded over {group} ranks (about "
+                f"{1 / group:.3f} expected): the sharding backend silently did not shard")
     return None
 
 
@@ -129,15 +137,16 @@ def gather(obj) -> list:
 
 
 class ShardCheck(TrainerCallback):
-    """At the start of training, the model Trainer trains must be sharded; else NotSharded on every rank."""
+    """At the start of training, the model Trainer trains must be sharded over `group` ranks; else NotSharded on
+    every rank."""
 
-    def __init__(self, world: int):
-        self.world, self.trainer, self.fractions = world, None, []
+    def __init__(self, group: int):
+        self.group, self.trainer, self.fractions = group, None, []
 
     def on_train_begin(self, args, state, control, **kwargs):
         wrapped = self.trainer.model_wrapped if self.trainer is not None else kwargs.get("model")
         self.fractions = gather(local_fraction(wrapped))
-        if why := sharding_problem(wrapped, self.world, self.fractions):
+        if why := sharding_problem(wrapped, self.group, self.fractions):
             raise NotSharded(why)
 
 

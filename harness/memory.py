@@ -24,8 +24,8 @@ largest layer's, at FSDP2's param dtype unless said:
   to backward; a layer is gathered for its backward while the next is prefetched (every layer from forward on
   with reshard_after_forward off), and its gradients are full-size until its reduce-scatter.
 - comm buffers (fsdp) = G's gradients at the reduce dtype (the reduce-scatter input, kept until the next layer's)
-  + on gloo (CPU, several ranks) 2 x max(R, G): each of its 2 worker threads all-gathers into a fresh full-size
-  tensor, which its malloc arena keeps. (ddp) = every gradient: the reducer's buckets copy them all
+  + on gloo (CPU, a shard group of several ranks) 2 x max(R, G): each of its 2 worker threads all-gathers into
+  a fresh full-size tensor, which its malloc arena keeps. (ddp) = every gradient: the reducer's buckets copy them all
   (bucket_cap_mb 25 and the 1 MB first bucket only split them).
 
 Measured on CPU it is the resident memory the process allocated (RssAnon) above the
@@ -133,24 +133,26 @@ def estimate(cell: Cell, seq_len: int | None = None, batch_size: int | None = No
     }
     if cell.strategy == "qlora" and not torch.cuda.is_available():
         parts["weights_mb"] += sum(p.numel() for p in model.parameters() if not p.requires_grad) * 4 / MB
-    world, sharded = shards(cell, Path(cell.root)) if cell.strategy != BASE else (1, ())
-    for key in sharded:  # each rank holds 1/world of what its backend shards; activations are per rank anyway
-        parts[key] /= world
-    if cell.strategy != BASE:
+    trains = cell.strategy != BASE
+    world, (group, sharded) = (cell.train.world, shards(cell, Path(cell.root))) if trains else (1, (1, ()))
+    for key in sharded:  # each rank holds 1/group of what its backend shards; activations are per rank anyway
+        parts[key] /= group
+    if trains:
         backend = training_backend(cell.train, world)
-        if backend == "fsdp":
-            parts.update(_fsdp_buffers(model, cell.train.distributed.fsdp, world))
+        if backend == "fsdp":  # the all-gathers run within a shard group (a hybrid shard's replicas only all-reduce)
+            parts.update(_fsdp_buffers(model, cell.train.distributed.fsdp, group))
         elif backend == "ddp" and world > 1:
             parts["comm_buffers_mb"] = grad_bytes / MB
     parts = {k: round(v, 1) for k, v in parts.items()}
     return {**parts, "total_mb": round(sum(parts.values()), 1), "trainable_params": sum(p.numel() for p in trainable),
-            "seq_len": seq_len, "batch_size": batch_size, "world": world, "sharded": list(sharded)}
+            "seq_len": seq_len, "batch_size": batch_size, "world": world, "shard_group": group,
+            "sharded": list(sharded)}
 
 
 GLOO_THREADS = 2  # ProcessGroupGloo's worker threads (its Options default)
 
 
-def _fsdp_buffers(model, fsdp, world: int) -> dict:
+def _fsdp_buffers(model, fsdp, group: int) -> dict:
     """unsharded_mb and comm_buffers_mb under FSDP2 as harness.distributed.shard applies it (module docstring)."""
     names = layer_classes(model)
     layers = [list(m.parameters()) for m in model.modules() if type(m).__name__ in names]
@@ -166,7 +168,7 @@ def _fsdp_buffers(model, fsdp, world: int) -> dict:
     gathered = layer_sizes if not fsdp.reshard_after_forward else layer_sizes[-2:]
     layer_grads = max((size(g, grads=True) for g in layers), default=0)
     reduce_input = max((size(g, grads=True, reduced=True) for g in layers), default=0)
-    staging = GLOO_THREADS * max(layer_sizes + [size(root)]) if world > 1 and not torch.cuda.is_available() else 0
+    staging = GLOO_THREADS * max(layer_sizes + [size(root)]) if group > 1 and not torch.cuda.is_available() else 0
     return {"unsharded_mb": (size(root) + size(root, grads=True) + sum(gathered) + layer_grads) / MB,
             "comm_buffers_mb": (reduce_input + staging) / MB}
 
@@ -178,14 +180,15 @@ ZERO = {0: (), 1: ("optimizer_mb",), 2: ("optimizer_mb", "gradients_mb"),
 
 
 def shards(cell: Cell, root: Path) -> tuple[int, tuple[str, ...]]:
-    """(the world size, the estimate's parts each rank holds 1/world of) for the cell's train.distributed."""
+    """(the ranks a shard group spans, the estimate's parts each rank holds 1/that of) for the cell's
+    train.distributed: every rank, or fsdp.shard_size under a hybrid shard."""
     import json
 
     d, world = cell.train.distributed, cell.train.world
     if d is None or world < 2 or d.backend == "ddp":
         return world, ()
     if d.backend == "fsdp":
-        return world, ZERO[3]
+        return cell.train.shard_group, ZERO[3]
     config = d.deepspeed.config if d.deepspeed else {}
     if isinstance(config, str):
         try:

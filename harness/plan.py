@@ -75,6 +75,8 @@ def render_plan(spec: MatrixSpec, root: Path) -> str:
                              if est[k])
         per_rank = (f"  (per rank of {est['world']}; "
                     + (f"sharded: {', '.join(k[:-3] for k in est['sharded'])}" if est["sharded"] else "full copies")
+                    + (f" over groups of {est['shard_group']} (hybrid)" if est["sharded"]
+                       and est["shard_group"] < est["world"] else "")
                     + (f"; backend buffers: {buffers}" if buffers else "") + ")")
         lines.append(f"{cell.id:<12}  {cell.label[:36]:<36} {lr:>8}  {est['trainable_params']:>10,}  "
                      f"{est['total_mb']:>12,.0f}  {parts:<31}  {fits}" + (per_rank if est["world"] > 1 else ""))

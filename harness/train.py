@@ -100,7 +100,7 @@ def train(model, tok, examples: list[dict], spec: TrainSpec, budget: dict, seed:
     callbacks = [callback]
     if snapshot_at:
         callbacks.append(SnapshotCallback(snapshot_at, budget["tokens"], snapshot_dir, callback))
-    check = distributed.ShardCheck(world) if backend in ("fsdp", "deepspeed") else None
+    check = distributed.ShardCheck(min(spec.shard_group, world)) if backend in ("fsdp", "deepspeed") else None
     grads = distributed.GradBytes(model)
     callbacks += [grads, *([check] if check else [])]
     trainer = Trainer(

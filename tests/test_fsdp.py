@@ -32,7 +32,9 @@ def test_the_distributed_block_parses_and_leaves_old_dumps_alone():
                      ({"nproc_per_node": 3, "distributed": {"nproc_per_node": 2}}, "differ"),
                      ({"nproc_per_node": 2, "distributed": {"nnodes": 2}}, "rdzv_endpoint"),
                      ({"nproc_per_node": 2, "distributed": {"fsdp": {"cpu_offload": True}}}, "backend fsdp only"),
-                     ({"nproc_per_node": 2, "distributed": {"backend": "fsdp", "shard": 1}}, "Extra inputs")]:
+                     ({"nproc_per_node": 2, "distributed": {"backend": "fsdp", "shard": 1}}, "Extra inputs"),
+                     ({"nproc_per_node": 2, "distributed": {"backend": "fsdp", "fsdp": {"shard_size": 3}}},
+                      "shard_size 3 must divide the world size 2")]:
         with pytest.raises(ValueError, match=why):
             TrainSpec.model_validate(bad)
 
@@ -94,7 +96,8 @@ def test_the_dry_runs_memory_estimate_is_per_rank_for_each_backend(tmp_path, tin
     trains = {"ddp": "{nproc_per_node: 2}", "fsdp": "{nproc_per_node: 2, distributed: {backend: fsdp}}",
               "zero1": "{nproc_per_node: 2, distributed: {backend: deepspeed, deepspeed: {config: "
                        "{zero_optimization: {stage: 1}}}}}",
-              "zero2": "{nproc_per_node: 2, distributed: {backend: deepspeed, deepspeed: {config: ds.json}}}"}
+              "zero2": "{nproc_per_node: 2, distributed: {backend: deepspeed, deepspeed: {config: ds.json}}}",
+              "hsdp": "{nproc_per_node: 2, distributed: {backend: fsdp, fsdp: {shard_size: 1}}}"}
     est = {}
     for name, train in trains.items():
         cell = expand(load_matrix(_write(tmp_path, tiny_model_dir, train)), tmp_path)[1]
@@ -103,6 +106,8 @@ def test_the_dry_runs_memory_estimate_is_per_rank_for_each_backend(tmp_path, tin
     assert ddp["world"] == 2 and ddp["sharded"] == [] and ddp["weights_mb"] > 0
     halved = {"fsdp": ("weights_mb", "gradients_mb", "optimizer_mb"), "zero1": ("optimizer_mb",),
               "zero2": ("optimizer_mb", "gradients_mb")}
+    assert est["hsdp"]["shard_group"] == 1 and est["fsdp"]["shard_group"] == 2  # a hybrid shard's group divides
+    assert est["hsdp"]["weights_mb"] == ddp["weights_mb"] and est["hsdp"]["sharded"] == est["fsdp"]["sharded"]
     for name, parts in halved.items():
         assert sorted(est[name]["sharded"]) == sorted(parts), name
         for key in ("weights_mb", "gradients_mb", "optimizer_mb", "activations_mb"):
@@ -262,10 +267,10 @@ if mode == "trainer-fsdp":  # transformers' own fsdp= on CPU, checked by the har
     except NotSharded as e:
         result = {"caught": str(e), "wrapped": type(trainer.model_wrapped).__name__}
 else:
-    spec = TrainSpec.model_validate({"batch_size": 4, "learning_rate": 1e-3, "nproc_per_node": 2,
-                                     "distributed": {"backend": mode}})
+    d = {"backend": "fsdp", "fsdp": {"shard_size": 1}} if mode == "hsdp" else {"backend": mode}
+    spec = TrainSpec.model_validate({"batch_size": 4, "learning_rate": 1e-3, "nproc_per_node": 2, "distributed": d})
     usage = train(model, tok, examples, spec, {"tokens": 777}, 0)
-    if mode == "fsdp":
+    if mode in ("fsdp", "hsdp"):
         model = full_model(model, lambda: strat.prepare(load(ModelSpec(id=model_dir))[0], p))
     import torch
     b = examples[0]
@@ -314,6 +319,19 @@ def test_fsdp_shards_half_per_rank_and_matches_ddp(tmp_path, tiny_model_dir, str
         assert all(m * 2 == pytest.approx(w, rel=0.02) for m, w in zip(mine, whole)), (mine, whole)
     assert fsdp["loss_curve"] == pytest.approx(ddp["loss_curve"], rel=1e-4)
     assert fsdp["dtensors"] == 0 and fsdp["loss"] == pytest.approx(ddp["loss"], rel=1e-4)  # gathered on rank 0
+
+
+@pytest.mark.slow
+def test_hybrid_shard_replicates_across_groups_and_matches_ddp(tmp_path, tiny_model_dir):
+    """fsdp.shard_size 1 on 2 ranks: a hybrid shard of two replicas of a one-rank shard group (FSDP2 on a 2-D mesh).
+    Each rank holds everything, as DDP's ranks do, and the check expects exactly that; the curve is DDP's."""
+    ddp = _torchrun(tmp_path, tiny_model_dir, "ddp")
+    hsdp = _torchrun(tmp_path, tiny_model_dir, "hsdp")
+    assert hsdp["backend"] == "fsdp" and hsdp["tokens"] == 777
+    assert [r["local_fraction"] for r in hsdp["per_rank"]] == [1.0, 1.0]
+    assert [r["param_bytes"] for r in hsdp["per_rank"]] == [r["param_bytes"] for r in ddp["per_rank"]]
+    assert hsdp["loss_curve"] == pytest.approx(ddp["loss_curve"], rel=1e-4)
+    assert hsdp["dtensors"] == 0 and hsdp["loss"] == pytest.approx(ddp["loss"], rel=1e-4)
 
 
 def _free_port() -> int:
