@@ -28,6 +28,7 @@ REAL = {  # shipped matrix -> the catalogued datasets it reads
     "smollm2-135m": ("dialogsum", "wikitext-2", "mmlu", "advbench", "xstest"),
     "smollm2-135m-tradeoff": ("dialogsum", "wikitext-2"),
     "alpaca-example": ("llamafactory_sft", "mmlu", "ceval", "gsm8k"),
+    "swap": ("dialogsum", "wikitext-2", "mmlu", "ceval", "cmmlu", "advbench", "xstest"),
 }
 shared = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="../shared/data is absent (a user's fresh clone)")
 
@@ -180,7 +181,12 @@ def test_harness_data_on_the_shipped_matrices_without_the_data(tmp_path, monkeyp
         d = datasets.find(name)
         assert re.search(rf"\n  {re.escape(name)} +MISSING {re.escape(d.parts[0].path)}", out), out
         assert f"from {d.source()}" in out
-    assert "also catalogued, read by none of these matrices:\n  cmmlu" in out
+    assert "also catalogued, read by none of these matrices" not in out  # the swap reads CMMLU, the last one
+    extra = datasets.Dataset("unread", "read by no matrix", "example/unread", "0" * 40, "data/", "CC0",
+                             (datasets.Part("unread/x.csv", "0" * 64),))
+    monkeypatch.setattr(datasets, "CATALOG", (*datasets.CATALOG, extra))
+    out = _cli(capsys, "data")[1]
+    assert "also catalogued, read by none of these matrices:\n  unread" in out
 
 
 @pytest.mark.shared_data
