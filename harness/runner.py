@@ -256,7 +256,7 @@ def resolve_rate(cell: Cell, results_dir: Path) -> tuple[Cell, str | None]:
     if not cell.lr_from:
         return cell, None
     source = store.load(results_dir, cell.lr_from)
-    chosen = next((t for t in (source or {}).get("lr_trials") or [] if t.get("chosen")), None)
+    chosen = store.chosen_trial(source or {})
     if chosen is None:
         status = source["status"] if source else "not run"
         return cell, (f"its learning rate is the one the search of cell {cell.lr_from} (the first seed) chooses, "

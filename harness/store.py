@@ -253,5 +253,10 @@ def is_finished(results_dir: Path, cell_id: str) -> bool:
     return result is not None and result.get("status") in FINAL
 
 
+def chosen_trial(result: dict) -> dict | None:
+    """The learning-rate search's trial the cell was trained at (`chosen: true`); None where no search ran."""
+    return next((t for t in result.get("lr_trials") or [] if t.get("chosen")), None)
+
+
 def load_all(results_dir: Path) -> list[dict]:
     return [json.loads(p.read_text("utf-8")) for p in sorted((Path(results_dir) / "cells").glob("*.json"))]

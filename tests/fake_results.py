@@ -79,3 +79,12 @@ def save_cell(results_dir: Path, label: str, strategy: str, items: dict | None, 
               "metrics": metrics, **extra}
     store.save(results_dir, result, items if status == "ok" else None)
     return result
+
+
+def annotated_rows(results_dir: Path, priors=None) -> list[dict]:
+    """A folder's leaderboard rows as table.annotate leaves them (every cell, no current-set filter)."""
+    from harness.report.frame import load_results, summarize
+    from harness.report.table import Differences, annotate
+
+    rows = summarize(load_results(results_dir))
+    return annotate(rows, Differences(rows, results_dir, priors))

@@ -9,13 +9,13 @@ import sys
 
 import pytest
 from conftest import REPO, TINY_WORLD
-from fake_results import binary, ppl_items, save_cell
+from fake_results import annotated_rows, binary, ppl_items, save_cell
 
 from harness import store
 from harness.cli import main
-from harness.report.frame import current_set, load_results, summarize
+from harness.report.frame import current_set, load_results
 from harness.report.leaderboard import write_leaderboard
-from harness.report.table import annotate, number, uninformative
+from harness.report.table import number, uninformative
 
 N = 200
 
@@ -62,7 +62,7 @@ def tied(tmp_path):
 
 
 def test_tied_cells_share_a_rank_and_columns_without_information_move_to_details(tied):
-    rows = {r["label"]: r for r in annotate(summarize(load_results(tied)), tied)}
+    rows = {r["label"]: r for r in annotated_rows(tied)}
     assert {k: r["rank"]["task_exact_match"] for k, r in rows.items()} == {
         "base": 5, "full": 1, "lora r=4": 1, "lora r=16": 1, "prefix": 4}
     assert rows["full"]["best"]["task_exact_match"] and not rows["prefix"]["best"]["task_exact_match"]

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from fake_results import binary, ppl_items, save_cell
 
+from harness import store
 from harness.cli import main
 from harness.report import rates
 
@@ -73,7 +74,7 @@ def test_committed_results_show_the_chosen_trials_rate(folder):
     rows = json.loads((root / "summary.json").read_text("utf-8"))["rows"]
     for path in sorted((root / "cells").glob("*.json")):
         result = json.loads(path.read_text("utf-8"))
-        chosen = rates.chosen_trial(result)
+        chosen = store.chosen_trial(result)
         if not chosen:
             continue
         row = next(r for r in rows if result["id"] in r["ids"])

@@ -7,12 +7,10 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from fake_results import binary, ppl_items, save_cell
+from fake_results import annotated_rows, binary, ppl_items, save_cell
 
 from harness.cli import main
-from harness.report.frame import load_results, summarize
 from harness.report.leaderboard import write_leaderboard
-from harness.report.table import annotate
 
 N = 200
 
@@ -43,7 +41,7 @@ def results(tmp_path):
 
 
 def _rows(d):
-    return {r["label"]: r for r in annotate(summarize(load_results(d)), d)}
+    return {r["label"]: r for r in annotated_rows(d)}
 
 
 def _tables(md: str) -> list[list[str]]:

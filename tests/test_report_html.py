@@ -13,16 +13,16 @@ import shutil
 
 import pytest
 from conftest import REPO, TINY_WORLD
-from fake_results import binary, ppl_items, save_cell
+from fake_results import annotated_rows, binary, ppl_items, save_cell
 
 from harness import store
 from harness.cli import main
 from harness.data.native import read_prompts_csv
 from harness.report import evidence
-from harness.report.frame import load_results, summarize
+from harness.report.frame import load_results
 from harness.report.headline import headline
 from harness.report.leaderboard import write_leaderboard
-from harness.report.table import annotate, format_delta, format_value, ordered
+from harness.report.table import format_delta, format_value, ordered
 
 pytestmark = pytest.mark.xdist_group("browser")  # one worker opens the module's page in Chromium, once
 N = 96  # the tiny world's record test split: the task items then have their prompts
@@ -73,7 +73,7 @@ def results(tmp_path):
 
 
 def _rows(d):
-    return ordered(annotate(summarize(load_results(d)), d))
+    return ordered(annotated_rows(d))
 
 
 # --- without a browser -------------------------------------------------------------------------------------------

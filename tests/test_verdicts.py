@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 import yaml
-from fake_results import ppl_items, save_cell
+from fake_results import annotated_rows, ppl_items, save_cell
 
 from harness.cli import main
 from harness.report import deltas
@@ -131,7 +131,7 @@ def _found(p: float) -> dict:
 
 def test_takeaways_correct_planted_p_values_with_benjamini_hochberg():
     planted = [0.01, 0.045, 0.035, 0.005, 0.5]
-    tests = Comparisons({})
+    tests = Comparisons(None)  # no differences to compute: every comparison's p is planted below
     rows = [{"label": f"r{i}"} for i in range(len(planted) + 1)]
     for i, p in enumerate(planted):
         tests.found[tests._key(rows[0], rows[i + 1], "task_exact_match")] = _found(p)
@@ -199,9 +199,7 @@ def test_a_noise_from_that_holds_no_prior_is_refused(tmp_path, capsys):
 
 
 def test_the_tables_intervals_carry_training_noise_where_the_prior_measures_it(tmp_path, reference):
-    from harness.report.frame import load_results, summarize
     from harness.report.leaderboard import write_leaderboard
-    from harness.report.table import annotate
 
     for name, second in (("near", 0.03), ("far", 0.3)):  # a second configuration 3 or 30 points above lora r=4
         d = tmp_path / name
@@ -210,8 +208,8 @@ def test_the_tables_intervals_carry_training_noise_where_the_prior_measures_it(t
             save_cell(d, f"full seed={seed}", "full", {"task_exact_match": _scores(shift),
                                                        "ppl_general": ppl_items(1.1, seed=1)}, seed=seed)
     priors = load_priors(reference)  # lora r=4's seed variance; `full` has no prior: its own two seeds
-    near = {r["label"]: r for r in annotate(summarize(load_results(tmp_path / "near")), tmp_path / "near", priors)}
-    plain = {r["label"]: r for r in annotate(summarize(load_results(tmp_path / "near")), tmp_path / "near")}
+    near = {r["label"]: r for r in annotated_rows(tmp_path / "near", priors)}
+    plain = {r["label"]: r for r in annotated_rows(tmp_path / "near")}
     lora, full = near["lora r=4"], near["full"]
     # 3 points over 300 items moves 9 items all one way: the item term alone excludes 0, training noise does not
     assert lora["vs_base"]["task_exact_match"]["item_only"] is False
@@ -219,7 +217,7 @@ def test_the_tables_intervals_carry_training_noise_where_the_prior_measures_it(t
     moderated, own = near["lora r=4"]["vs_base"]["task_exact_match"], plain["lora r=4"]["vs_base"]["task_exact_match"]
     # the run's two seeds happen to agree (shifts 0.00, 0.01); the prior knows seeds spread ~0.05: a wider interval
     assert moderated["hi"] - moderated["lo"] > own["hi"] - own["lo"]
-    far = {r["label"]: r for r in annotate(summarize(load_results(tmp_path / "far")), tmp_path / "far", priors)}
+    far = {r["label"]: r for r in annotated_rows(tmp_path / "far", priors)}
     assert not far["lora r=4"]["near_best"]["task_exact_match"]
     md = write_leaderboard(tmp_path / "near", plot=False, noise=reference).read_text("utf-8")
     assert ("- **Training noise:** each trained configuration's variance over its 2 seed(s), moderated with the "

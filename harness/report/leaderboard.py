@@ -21,6 +21,7 @@ from harness.report.frame import BASE, LOAD_SLACK, caveats, current_set, high_lo
 from harness.report.headline import headline
 from harness.report.table import (
     LOAD_MARK,
+    Differences,
     annotate,
     format_delta,
     format_number,
@@ -439,12 +440,13 @@ def samples(rows: list[dict], results_dir: Path) -> list[str]:
 
 
 def markdown(results: list[dict], rows: list[dict], results_dir: Path, title: str, figures: list[Path],
-             left_out: list[dict] | None = None, tradeoff_lines: list[str] | None = None, priors=None) -> str:
+             differences: Differences, left_out: list[dict] | None = None, tradeoff_lines: list[str] | None = None,
+             priors=None) -> str:
     top = headline(rows).text.map(_esc)
     wide = wide_tables(rows)
     tables = [top, *(t for t in wide.values() if not t.empty)]
     parts = header(results, results_dir, title, left_out, priors) + ["", "## Takeaways", "",
-                                                             *takeaways(rows, results_dir, priors),
+                                                             *takeaways(rows, differences),
                                                              "", "## Headline", "", top.to_markdown(index=False), "",
                                                              RULES, "", *interval_legend(rows), ""]
     for section, table in wide.items():
@@ -517,14 +519,16 @@ def write_leaderboard(results_dir: Path, title: str | None = None, plot: bool = 
     own = results_dir / prior.NOISE_FILE
     priors = prior.load_priors(noise if noise is not None else own if own.is_file() else None)
     results, left_out = current_set(load_results(results_dir))
-    rows = ordered(annotate(summarize(results), results_dir, priors))
+    rows = summarize(results)
+    differences = Differences(rows, results_dir, priors)
+    rows = ordered(annotate(rows, differences))
     curves, spec = tradeoff.curves_for(rows, results_dir), tradeoff.limits(results)
     figures = plots.write_plots(rows, results_dir, curves, spec) if plot else []
     summary_frame(rows).to_csv(results_dir / "summary.csv", index=False)
     (results_dir / "summary.json").write_text(json.dumps({"title": title or results_dir.name, "rows": rows},
                                                          indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     out = results_dir / "LEADERBOARD.md"
-    out.write_text(markdown(results, rows, results_dir, title or results_dir.name, figures, left_out,
+    out.write_text(markdown(results, rows, results_dir, title or results_dir.name, figures, differences, left_out,
                             tradeoff.section(curves, rows, spec, tradeoff.not_interpolated(rows)), priors),
                    encoding="utf-8")
     (results_dir / "report.html").write_text(report_page(results, rows, results_dir, title or results_dir.name,

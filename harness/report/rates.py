@@ -14,12 +14,9 @@ from __future__ import annotations
 import re
 
 from harness.matrix import BASE
+from harness.store import chosen_trial
 
 _LR = re.compile(r"(?<=\blr=)\S+")
-
-
-def chosen_trial(result: dict) -> dict | None:
-    return next((t for t in result.get("lr_trials") or [] if t.get("chosen")), None)
 
 
 def trained_rate(result: dict) -> float | None:

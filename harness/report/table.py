@@ -9,12 +9,13 @@ Rules (the leaderboard states them under its tables):
 - a cell is "indistinguishable from the best" on a metric when the interval of its difference to
   the best cell includes 0: the paired item term (deltas.difference: paired over items where both scored
   the same items) plus each trained side's training noise where its seeds or a noise prior measure it
-  (seed_difference, prior.seed_aware);
+  (seed_difference, prior.seed_aware), each pair computed once (Differences);
 - deltas are against the base cell of the same model, with the same interval rule (items joined on
   their ids; a corpus metric's delta is a difference of corpus scores); two cells whose items share
   no id raise ResultsError.
 
-    rows = annotate(summarize(load_results(d)), d, priors)
+    rows = summarize(load_results(d))
+    annotate(rows, Differences(rows, d, priors))
     rows[3]["rank"]["task_exact_match"], rows[3]["near_best"]["task_exact_match"], rows[3]["vs_base"]["ppl_general"]
     number(310029503.0, "{:.2f}")  # '3.1e8';  format_interval(m, "{:.2f}") -> '3.1e8 [2.6e8, 3.7e8]'
     summary_frame(rows).to_csv("summary.csv")
@@ -148,6 +149,21 @@ def load_row_items(rows: list[dict], results_dir: Path) -> dict:
     return {i: load_items(results_dir, i) for r in rows for i in r["ids"]}
 
 
+class Differences:
+    """seed_difference(a, b, metric) for the rows of one folder, each pair computed once: the tables and the
+    takeaways ask for many of the same pairs, and each is two bootstraps. `priors`: the noise prior the seed
+    terms are moderated with."""
+
+    def __init__(self, rows: list[dict], results_dir: Path, priors: prior.Priors | None = None):
+        self.items, self.priors, self._found = load_row_items(rows, results_dir), priors, {}
+
+    def __call__(self, a: dict, b: dict, name: str) -> dict:
+        key = id(a), id(b), name
+        if key not in self._found:
+            self._found[key] = seed_difference(self.items, a, b, name, self.priors)
+        return self._found[key]
+
+
 def rank(rows: list[dict], name: str) -> dict[int, int]:
     """id(row) -> rank among `rows` (those with the metric), ties (equal as printed) sharing the better rank."""
     up = describe(name).higher_is_better
@@ -156,10 +172,8 @@ def rank(rows: list[dict], name: str) -> dict[int, int]:
     return {id(r): int(k) for r, k in zip(ranked, values.rank(ascending=not up, method="min"), strict=True)}
 
 
-def annotate(rows: list[dict], results_dir: Path, priors: prior.Priors | None = None) -> list[dict]:
-    """Adds rank, best (beats some other cell), near_best and vs_base (dicts keyed by metric) to every row;
-    `priors`: the noise prior the seed terms are moderated with."""
-    items = load_row_items(rows, results_dir)
+def annotate(rows: list[dict], differences: Differences) -> list[dict]:
+    """Adds rank, best (beats some other cell), near_best and vs_base (dicts keyed by metric) to every row."""
     bases = {r["model"]: r for r in rows if r["strategy"] == BASE}
     for r in rows:
         r.update(rank={}, best={}, near_best={}, vs_base={})
@@ -175,13 +189,13 @@ def annotate(rows: list[dict], results_dir: Path, priors: prior.Priors | None = 
             if r is best:
                 r["near_best"][name] = False
                 continue
-            d = _shown_difference(seed_difference(items, best, r, name, priors))
+            d = _shown_difference(differences(best, r, name))
             r["near_best"][name] = r["rank"][name] > 1 and not deltas.significant(d)
         for r in rows:
             base = bases.get(r["model"])
             if base is None or r is base or name not in r["metrics"] or name not in base["metrics"]:
                 continue
-            r["vs_base"][name] = _shown_difference(seed_difference(items, base, r, name, priors))
+            r["vs_base"][name] = _shown_difference(differences(base, r, name))
     return rows
 
 

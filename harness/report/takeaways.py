@@ -15,25 +15,23 @@ decides which are significant; a line says so. Where cells cannot be told apart,
 could have detected (80% power, 5% level: noise.detectable_difference) is stated beside it. The tables keep each
 comparison's own 95% interval.
 
-    lines = takeaways(rows, results_dir, priors)   # rows from table.annotate; markdown bullet lines
+    lines = takeaways(rows, differences)   # rows and differences from table.annotate; markdown bullet lines
 """
 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 from harness.report import deltas, prior
 from harness.report.frame import BASE
 from harness.report.noise import benjamini_hochberg, detectable_difference
 from harness.report.table import (
+    Differences,
     format_interval,
     is_side_effect,
-    load_row_items,
     metric_names,
     primary_metric,
     rank,
-    seed_difference,
     uninformative,
 )
 from harness.suites import describe, is_per_token
@@ -46,8 +44,8 @@ class Comparisons:
     """The takeaways' comparisons: `add` each first, then `correct` once (Benjamini-Hochberg over all of them);
     `significant(a, b, name)` then answers by the adjusted p."""
 
-    def __init__(self, items: dict, priors: prior.Priors | None = None):
-        self.items, self.priors, self.found, self.q = items, priors, {}, {}
+    def __init__(self, differences: Differences):
+        self.differences, self.found, self.q = differences, {}, {}
 
     def _key(self, a: dict, b: dict, name: str) -> tuple:
         return id(a), id(b), name
@@ -57,7 +55,7 @@ class Comparisons:
         key = self._key(a, b, name)
         if key in self.found:
             return self.found[key]
-        self.found[key] = {**seed_difference(self.items, a, b, name, self.priors), "a": a, "name": name}
+        self.found[key] = {**self.differences(a, b, name), "a": a, "name": name}
         return self.found[key]
 
     def correct(self) -> None:
@@ -120,9 +118,8 @@ def _others(rows: list[dict], name: str) -> tuple[list[dict], list[dict]]:
             [r for r in rows if id(r) in ranks and ranks[id(r)] > 1])
 
 
-def best_of(rows: list[dict], name: str, items, tests: Comparisons | None = None) -> tuple[list[dict], list[dict]]:
+def best_of(rows: list[dict], name: str, tests: Comparisons) -> tuple[list[dict], list[dict]]:
     """(the best rows, tied as printed; the other rows not significantly different from the first best)."""
-    tests = tests or Comparisons(items)
     best, below = _others(rows, name)
     return best, [r for r in below if not tests.significant(best[0], r, name)]
 
@@ -140,7 +137,7 @@ def _answer(question: str, rows: list[dict], name: str, tests: Comparisons, amon
         return f"- {head}: no best, {why}."
     if len(rows) == 1:  # nothing to be best among
         return f"- {head}: only {_cells(rows)} measured, at {_value(rows[0], name)}."
-    best, peers = best_of(rows, name, None, tests)
+    best, peers = best_of(rows, name, tests)
     text = f"- {head}: best {_cells(best)} at {_value(best[0], name)}"
     text += (f"; indistinguishable from it: {_cells(peers)} {_detectable(tests, best[0], peers, name)}" if peers
              else "; every other cell is significantly worse")
@@ -190,7 +187,7 @@ def _cost(rows: list[dict], quality: str, tests: Comparisons, bases: dict) -> li
     """The cheapest of the trained cells that share the best task quality (tied or indistinguishable)."""
     if uninformative(rows, quality):
         return []
-    best, peers = best_of(rows, quality, None, tests)
+    best, peers = best_of(rows, quality, tests)
     pool = [r for r in best + peers if _beats_base(r, quality, tests, bases)]
     if not pool:
         return []
@@ -271,14 +268,15 @@ def declare(ok: list[dict], names: list[str], quality: str, tests: Comparisons) 
     return tests
 
 
-def takeaways(rows: list[dict], results_dir: Path, priors: prior.Priors | None = None) -> list[str]:
-    """Markdown bullets: what the numbers support, and nothing they do not."""
+def takeaways(rows: list[dict], differences: Differences) -> list[str]:
+    """Markdown bullets: what the numbers support, and nothing they do not; `differences`: the ones table.annotate
+    filled (the same pairs are not computed twice)."""
     ok = [r for r in rows if r["status"] == "ok"]
     names = metric_names(ok)
     quality = primary_metric(names)
     if len(ok) < 2 or quality is None:
         return ["- Fewer than two finished cells with a task metric: nothing to compare yet."]
-    tests = declare(ok, names, quality, Comparisons(load_row_items(ok, results_dir), priors))
+    tests = declare(ok, names, quality, Comparisons(differences))
     bases = {r["model"]: r for r in ok if r["strategy"] == BASE}
     trained = [r for r in ok if r["strategy"] != BASE]
     lines = _task(ok, quality, tests) + _forgetting(trained, names, tests, bases) + _safety(trained, tests)
