@@ -18,6 +18,7 @@ import tempfile
 from pathlib import Path
 
 import torch
+from accelerate.utils import extract_model_from_parallel
 from transformers import Trainer, TrainingArguments
 
 from harness import distributed, models
@@ -112,6 +113,9 @@ def train(model, tok, examples: list[dict], spec: TrainSpec, budget: dict, seed:
     try:
         trainer.train()
     finally:
+        # Trainer's mixed precision (accelerate) leaves the model's forward wrapped in bf16 autocast: evaluation
+        # after training would run in bf16 whatever eval.bf16 says, and only where the cell trained in bf16
+        extract_model_from_parallel(model, keep_fp32_wrapper=False)
         if own_monitor:
             memory.stop()
         if own_workdir:

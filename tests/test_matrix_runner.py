@@ -12,6 +12,7 @@ import sys
 import time
 
 import pytest
+import torch
 from conftest import REPO, TINY_WORLD
 
 from harness import store
@@ -294,7 +295,7 @@ def test_torchrun_cell_trains_on_two_processes_with_an_exact_budget(tmp_path, ti
     assert usage["world_size"] == 2 and usage["tokens"] == 777
 
 
-def test_bf16_autocast_on_cpu_keeps_the_exact_budget(tiny_model_dir):
+def test_bf16_training_keeps_the_exact_budget_and_leaves_a_float32_forward(tiny_model_dir):
     from harness.config import DataSpec, ModelSpec, TrainSpec
     from harness.data import budgeted, encode, load_split
     from harness.models import load
@@ -306,6 +307,14 @@ def test_bf16_autocast_on_cpu_keeps_the_exact_budget(tiny_model_dir):
     usage = train(model, tok, examples, TrainSpec(batch_size=4, learning_rate=1e-3, bf16=True), {"tokens": 900}, 0)
     assert usage["tokens"] == 900 and math.isfinite(usage["loss_last"])
     assert usage["loss_last"] < usage["loss_first"]
+    # what evaluates the model next runs its layers in float32 unless eval.bf16 asks (accelerate's autocast
+    # wrapper around forward must not outlive training: it did, and generate() then disagreed with forward)
+    seen = []
+    layer = next(m for m in model.modules() if isinstance(m, torch.nn.Linear))
+    layer.register_forward_hook(lambda module, args, out: seen.append(out.dtype))
+    with torch.no_grad():
+        model(input_ids=torch.tensor([[1, 2, 3]]))
+    assert seen == [torch.float32]
 
 
 def _trial(mult: float, loss: float | None, chosen: bool = False, extension: bool = False) -> dict:
