@@ -258,25 +258,21 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.repeats < 1:
         ap.error("--repeats must be at least 1")
-    from eval_overhead import missing_data, offline_threads, suites_of
+    from eval_overhead import offline_threads, suites_of, unavailable
 
     offline_threads()
 
     import torch
 
     from harness import models
-    from harness.catalog import ZOO_MODELS
 
     results = []
     for world in dict.fromkeys(args.world):
         limit, bench = DEFAULT_LIMITS[world]
         base, trained = cells(world, args.limit or limit, args.bench_limit or bench,
                               args.train_tokens or DEFAULT_TRAIN_TOKENS[world])
-        if base.model.id in ZOO_MODELS.names() and not ZOO_MODELS.get(base.model.id).ready():
-            print(f"skipped {world}: {base.model.id} is not cached; run `harness zoo fetch {base.model.id}` first")
-            continue
-        if missing := missing_data(base):
-            print(f"skipped {world}: data that is not here: {', '.join(missing)}")
+        if why := unavailable(base):
+            print(f"skipped {world}: {why}")
             continue
         print(f"{world}: evaluating {base.model.id} ({args.repeats} repeats)", flush=True)
         model, tok = models.load(base.model, Path(base.root))

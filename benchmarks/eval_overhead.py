@@ -73,6 +73,17 @@ def missing_data(cell) -> list[str]:
     return [str(p) for p in paths if not p.exists()]
 
 
+def unavailable(cell) -> str | None:
+    """Why this machine cannot evaluate the cell: its zoo model not fetched, or its data not here; None if it can."""
+    from harness.catalog import ZOO_MODELS
+
+    if cell.model.id in ZOO_MODELS.names() and not ZOO_MODELS.get(cell.model.id).ready():
+        return f"{cell.model.id} is not cached; run `harness zoo fetch {cell.model.id}` first"
+    if missing := missing_data(cell):
+        return f"data that is not here: {', '.join(missing)}"
+    return None
+
+
 def suites_of(cell) -> list[str]:
     needs = {"benchmarks": cell.eval.benchmarks, "safety": cell.eval.safety}
     return [s for s in cell.eval.suites if needs.get(s, True)]
@@ -417,13 +428,8 @@ def main(argv: list[str] | None = None) -> int:
     default_limit, default_bench = (None, None) if args.matrix else DEFAULT_LIMITS[args.world]
     path = args.matrix or REPO / "matrices" / MATRIX_FILES[args.world]
     cell = base_cell(path, args.limit or default_limit, args.bench_limit or default_bench)
-    from harness.catalog import ZOO_MODELS
-
-    if cell.model.id in ZOO_MODELS.names() and not ZOO_MODELS.get(cell.model.id).ready():
-        print(f"skipped: {cell.model.id} is not cached; run `harness zoo fetch {cell.model.id}` first")
-        return 0
-    if missing := missing_data(cell):
-        print(f"skipped: {path} names data that is not here: {', '.join(missing)}")
+    if why := unavailable(cell):
+        print(f"skipped: {path}: {why}")
         return 0
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         ap.error(f"--device {args.device}: this torch ({torch.__version__}) sees no CUDA device")

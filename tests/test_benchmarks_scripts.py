@@ -239,7 +239,7 @@ def test_eval_overhead_skips_a_matrix_whose_data_is_absent(tmp_path, capsys):
     path.write_text(yaml.safe_dump(doc), encoding="utf-8")
     assert script("eval_overhead").main(["--matrix", str(path)]) == 0
     out = capsys.readouterr().out
-    assert out.startswith(f"skipped: {path} names data that is not here: {tmp_path / 'nowhere/wiki.test.tokens'}")
+    assert out.startswith(f"skipped: {path}: data that is not here: {tmp_path / 'nowhere/wiki.test.tokens'}")
 
 
 @pytest.mark.slow
@@ -398,3 +398,16 @@ def test_fsdp_vs_ddp_runs_the_shipped_matrix_and_its_ddp_twin(tmp_path):
     copy["train"]["distributed"]["backend"] = "fsdp"
     assert copy == original  # every other key identical
     assert load_matrix(twin).train.backend == "ddp"
+
+
+def test_mc_formulations_scores_each_multiple_choice_task_in_both_forms(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
+    bench = script("mc_formulations")
+    assert bench.main(["--model", "tiny-world", "--matrix", str(REPO / "matrices" / "smoke.yaml")]) == 0
+    rows = [line.split(" | ") for line in capsys.readouterr().out.splitlines() if line.startswith("| tiny-world |")]
+    found = {(r[1], r[2]) for r in rows}
+    for form, metric in (("letter", "mmlu_acc"), ("letter", "ceval_acc"), ("cloze", "mmlu_cloze_acc"),
+                         ("cloze", "mmlu_cloze_acc_norm"), ("cloze", "ceval_cloze_acc")):
+        assert (form, metric) in found, (form, metric, found)
+    assert not any("gsm8k" in r[2] for r in rows)  # generation tasks have no form: left out
+    assert all(r[5] in ("yes", "no", "below") for r in rows)
