@@ -6,7 +6,8 @@ length). Small models often sit at chance in one form and not the other (OLMES),
 to measure. For each model, the base cell of `--matrix` (default matrices/swap.yaml, its items: the same
 `limit` per task) runs the benchmarks suite once per form, MMLU, C-Eval and CMMLU in that form; printed per task
 and form: accuracy with its 95% interval (grouped Wilson, as the leaderboard's), whether the interval lies above
-chance (0.25), and the suite's wall seconds. A model that is not cached, or data that is absent, is skipped.
+chance (0.25, from harness.suites), and the suite's wall seconds. A model that is not cached, or data that is
+absent, is skipped.
 
     OMP_NUM_THREADS=2 python benchmarks/mc_formulations.py --model smollm2-135m-instruct qwen2.5-coder-0.5b-instruct
 """
@@ -25,7 +26,6 @@ sys.path[:0] = [str(REPO), str(REPO / "benchmarks")]  # the harness, and eval_ov
 
 FORMS = ("letter", "cloze")
 POINTS = ("checkpoints", "interpolate", "point_suites", "tradeoff", "noise_from")  # the base cell has no points
-CHANCE = 0.25  # four options in each of the three benchmarks
 
 
 def base_cell(matrix: Path, model: str, form: str):
@@ -47,11 +47,14 @@ def base_cell(matrix: Path, model: str, form: str):
 
 
 def rows(model: str, form: str, metrics: dict, seconds: float) -> list[str]:
+    from harness.suites import describe
+
     out = []
     for name, m in metrics.items():
         if not name.endswith(("_acc", "_acc_norm")):
             continue
-        above = "yes" if m["ci_low"] > CHANCE else "below" if m["ci_high"] < CHANCE else "no"
+        chance = describe(name).chance  # what guessing scores: 1 / options (harness.suites)
+        above = "yes" if m["ci_low"] > chance else "below" if m["ci_high"] < chance else "no"
         value = f"{m['value']:.3f} [{m['ci_low']:.3f}, {m['ci_high']:.3f}]"
         out.append(f"| {model} | {form} | {name} | {m['n']} | {value} | {above} | {seconds:.0f} |")
     return out
